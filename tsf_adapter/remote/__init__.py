@@ -1,0 +1,1 @@
+"""Prometheus wire protocols: codecs (pure) and the HTTP pieces built on them."""
