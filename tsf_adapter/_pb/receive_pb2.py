@@ -22,18 +22,17 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from tsf_adapter._pb import types_pb2 as tsf__adapter_dot___pb_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtsf_adapter/_pb/receive.proto\x12\x13tsf_adapter.receive\x1a\x1btsf_adapter/_pb/types.proto\"c\n\x10LazyWriteRequest\x12\x37\n\ntimeseries\x18\x01 \x03(\x0b\x32#.tsf_adapter.receive.LazyTimeSeries\x12\x10\n\x08metadata\x18\x03 \x03(\x0cJ\x04\x08\x02\x10\x03\"l\n\x0eLazyTimeSeries\x12\x0e\n\x06labels\x18\x01 \x03(\x0c\x12#\n\x07samples\x18\x02 \x03(\x0b\x32\x12.prometheus.Sample\x12\x11\n\texemplars\x18\x03 \x03(\x0c\x12\x12\n\nhistograms\x18\x04 \x03(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtsf_adapter/_pb/receive.proto\x12\x13tsf_adapter.receive\"=\n\x0fRawWriteRequest\x12\x12\n\ntimeseries\x18\x01 \x03(\x0c\x12\x10\n\x08metadata\x18\x03 \x03(\x0cJ\x04\x08\x02\x10\x03\"W\n\rRawTimeSeries\x12\x0e\n\x06labels\x18\x01 \x03(\x0c\x12\x0f\n\x07samples\x18\x02 \x03(\x0c\x12\x11\n\texemplars\x18\x03 \x03(\x0c\x12\x12\n\nhistograms\x18\x04 \x03(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tsf_adapter._pb.receive_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LAZYWRITEREQUEST']._serialized_start=83
-  _globals['_LAZYWRITEREQUEST']._serialized_end=182
-  _globals['_LAZYTIMESERIES']._serialized_start=184
-  _globals['_LAZYTIMESERIES']._serialized_end=292
+  _globals['_RAWWRITEREQUEST']._serialized_start=54
+  _globals['_RAWWRITEREQUEST']._serialized_end=115
+  _globals['_RAWTIMESERIES']._serialized_start=117
+  _globals['_RAWTIMESERIES']._serialized_end=204
 # @@protoc_insertion_point(module_scope)
