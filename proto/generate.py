@@ -21,7 +21,7 @@ from pathlib import Path
 PROTO_DIR = Path(__file__).resolve().parent
 REPO = PROTO_DIR.parent
 PACKAGE_PATH = "tsf_adapter/_pb"
-PROTOS = ("types.proto", "remote.proto", "write_v2.proto")
+PROTOS = ("types.proto", "remote.proto", "write_v2.proto", "receive.proto")
 
 
 def generate(out: Path) -> list[Path]:

@@ -62,7 +62,7 @@ def make_labels(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
     out = sorted((n, v) for n, v in items if v != "")
     for (a, _), (b, _) in itertools.pairwise(out):
         if a == b:
-            raise ValueError(f"label name {a!r} is not unique")
+            raise ValueError(f'label name "{a}" is not unique')
     return tuple(out)
 
 
