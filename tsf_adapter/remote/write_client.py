@@ -34,10 +34,9 @@ import aiohttp
 
 from tsf_adapter.config import RW2_MESSAGE, RemoteWriteConfig
 from tsf_adapter.errors import RecoverableError, WriteRejected
+from tsf_adapter.remote.codec import content_type, version_header
 from tsf_adapter.remote.http import auth_headers, server_hostname, ssl_context
 
-RW1_VERSION: Final = "0.1.0"
-RW2_VERSION: Final = "2.0.0"
 SAMPLES_WRITTEN_HEADER: Final = "X-Prometheus-Remote-Write-Samples-Written"
 # Enough of a receiver's error text to explain a drop in one log line, not enough to flood it.
 MAX_REASON_CHARS: Final = 256
@@ -61,15 +60,10 @@ def protocol_headers(message: str) -> dict[str, str]:
     >>> protocol_headers("prometheus.WriteRequest")["X-Prometheus-Remote-Write-Version"]
     '0.1.0'
     """
-    if message == RW2_MESSAGE:
-        content_type, version = f"application/x-protobuf;proto={RW2_MESSAGE}", RW2_VERSION
-    else:
-        # Plain application/x-protobuf is what 1.x receivers (Prometheus 2.42 included) expect.
-        content_type, version = "application/x-protobuf", RW1_VERSION
     return {
         "Content-Encoding": "snappy",
-        "Content-Type": content_type,
-        "X-Prometheus-Remote-Write-Version": version,
+        "Content-Type": content_type(message),
+        "X-Prometheus-Remote-Write-Version": version_header(message),
     }
 
 
