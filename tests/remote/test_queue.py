@@ -1,0 +1,495 @@
+"""WriteQueue: batching, order, retries, back-pressure and shutdown.
+
+Time is virtual (``FakeClock``): no assertion depends on how fast this machine
+runs. Waiting for the sender uses ``eventually``, whose wall-clock timeout is a
+safety net only. The first group fakes the client at the seam; the last group
+runs the real ``RemoteWriteClient`` against a scripted aiohttp receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+import snappy
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.remote.test_write_client import FakeReceiver, Reply
+from tsf_adapter.config import RW1_MESSAGE, RW2_MESSAGE, QueueConfig, RemoteWriteConfig
+from tsf_adapter.errors import RecoverableError, WriteRejected
+from tsf_adapter.remote.codec import decode_write_request
+from tsf_adapter.remote.queue import WriteQueue
+from tsf_adapter.remote.write_client import RemoteWriteClient
+from tsf_adapter.series import Labels, SeriesSamples, make_labels
+
+# --- fakes ------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """Virtual time. ``auto``: every sleep advances time at once (for backoff sequences).
+
+    Otherwise sleepers wait until ``advance()`` moves time past their wake-up.
+    ``sleeps`` records every requested duration, in order.
+    """
+
+    def __init__(self, *, auto: bool) -> None:
+        self.auto = auto
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.auto:
+            self.now += seconds
+            await asyncio.sleep(0)
+            return
+        entry = (self.now + seconds, asyncio.get_running_loop().create_future())
+        self.sleepers.append(entry)
+        try:
+            await entry[1]
+        finally:
+            self.sleepers.remove(entry)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for wake, fut in self.sleepers:
+            if wake <= self.now and not fut.done():
+                fut.set_result(None)
+
+
+class RecordingWriteClient:
+    """The queue's seam: decodes what it is given and plays scripted outcomes."""
+
+    def __init__(self, *outcomes: Exception | None, message: str = RW1_MESSAGE) -> None:
+        self.outcomes: deque[Exception | None] = deque(outcomes)
+        self.message = message
+        self.attempts = 0
+        self.batches: list[list[SeriesSamples]] = []
+        self.gate: asyncio.Event | None = None
+
+    async def store(self, body: bytes, *, samples: int) -> None:
+        self.attempts += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        outcome = self.outcomes.popleft() if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+        decoded = decode_write_request(snappy.decompress(body), message=self.message)
+        assert decoded.samples == samples
+        self.batches.append(decoded.series)
+
+    @property
+    def delivered(self) -> list[SeriesSamples]:
+        return [s for batch in self.batches for s in batch]
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [sum(len(s) for s in batch) for batch in self.batches]
+
+
+HANG_GUARD = 10.0
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    """Yield to the loop until ``predicate()`` holds; the timeout only guards against hangs.
+
+    Polling, not an Event: the predicates read stats that production code has no
+    reason to signal.
+    """
+    async with asyncio.timeout(HANG_GUARD):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
+def series(name: str, start: int, n: int, **labels: str) -> SeriesSamples:
+    ts = np.arange(start, start + n, dtype=np.int64) * 1000
+    return SeriesSamples(make_labels({"__name__": name, **labels}), ts, ts.astype(np.float64) / 7)
+
+
+def joined(items: list[SeriesSamples]) -> dict[Labels, SeriesSamples]:
+    """Per series, all samples in the order they were seen."""
+    out: dict[Labels, list[SeriesSamples]] = {}
+    for s in items:
+        out.setdefault(s.labels, []).append(s)
+    return {
+        labels: SeriesSamples(
+            labels, np.concatenate([p.timestamps for p in parts]), np.concatenate([p.values for p in parts])
+        )
+        for labels, parts in out.items()
+    }
+
+
+def make_queue(client: Any, clock: FakeClock, **cfg: Any) -> WriteQueue:
+    defaults: dict[str, Any] = {
+        "max_samples_per_send": 10,
+        "capacity": 100,
+        "batch_send_deadline": 5.0,
+        "min_backoff": 0.1,
+        "max_backoff": 0.25,
+    }
+    return WriteQueue(client, QueueConfig(**{**defaults, **cfg}), clock=clock, jitter=lambda: 0.0)
+
+
+# --- batching and order -----------------------------------------------------------------------
+
+
+async def test_batches_are_full_then_partial_after_deadline() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=True)
+    queue = make_queue(client, clock)
+    sent = [series("a", 0, 9), series("b", 0, 9), series("c", 0, 9)]
+    await queue.put(sent)
+    queue.start()
+    await eventually(lambda: queue.stats.samples_sent == 27)
+    assert client.batch_sizes == [10, 10, 7]
+    assert clock.sleeps == [5.0]  # only the last, partial batch waited
+    assert joined(client.delivered) == joined(sent)
+    assert queue.stats.batches_sent == 3
+    assert queue.stats.queue_length == 0
+    assert queue.stats.last_success_timestamp == clock.time()
+    await queue.close()
+
+
+async def test_partial_batch_waits_for_deadline_of_oldest_sample() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=False)
+    queue = make_queue(client, clock)
+    queue.start()
+    await queue.put([series("a", 0, 2)])
+    await eventually(lambda: len(clock.sleepers) == 1)
+    clock.advance(3.0)
+    await queue.put([series("a", 2, 2)])
+    # The sender re-arms for the 2s left on the oldest sample, not a fresh 5s.
+    await eventually(lambda: clock.sleeps == [5.0, 2.0])
+    assert client.attempts == 0
+    clock.advance(2.0)
+    await eventually(lambda: client.batch_sizes == [4])
+    assert client.delivered == [series("a", 0, 2), series("a", 2, 2)]
+    await queue.close()
+
+
+async def test_full_batch_goes_out_without_waiting() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=False)
+    queue = make_queue(client, clock)
+    queue.start()
+    await queue.put([series("a", 0, 4), series("b", 0, 6)])
+    await eventually(lambda: client.batch_sizes == [10])
+    assert clock.now == 0.0
+    await queue.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.tuples(st.sampled_from("abc"), st.integers(1, 25)), min_size=1, max_size=12),
+    per_send=st.integers(1, 12),
+)
+def test_every_sample_once_in_order_and_batches_bounded(sizes: list[tuple[str, int]], per_send: int) -> None:
+    async def scenario() -> None:
+        client, clock = RecordingWriteClient(), FakeClock(auto=True)
+        queue = make_queue(client, clock, max_samples_per_send=per_send, capacity=1000)
+        queue.start()
+        sent, next_ts = [], dict.fromkeys("abc", 0)
+        for name, n in sizes:
+            sent.append(series("m", next_ts[name], n, id=name))
+            next_ts[name] += n
+            await queue.put(sent[-1:])
+        total = sum(n for _, n in sizes)
+        await eventually(lambda: queue.stats.samples_sent == total)
+        await queue.close()
+        assert joined(client.delivered) == joined(sent)
+        assert all(0 < size <= per_send for size in client.batch_sizes)
+
+    asyncio.run(scenario())
+
+
+async def test_rw2_encoding() -> None:
+    client, clock = RecordingWriteClient(message=RW2_MESSAGE), FakeClock(auto=True)
+    queue = WriteQueue(client, QueueConfig(), message=RW2_MESSAGE, clock=clock)
+    queue.start()
+    await queue.put([series("a", 0, 3, job="x")])
+    await eventually(lambda: queue.stats.samples_sent == 3)
+    await queue.close()
+    assert client.delivered == [series("a", 0, 3, job="x")]
+
+
+# --- retries ------------------------------------------------------------------------------------
+
+
+async def test_recoverable_errors_back_off_exponentially_then_deliver_once() -> None:
+    client = RecordingWriteClient(*[RecoverableError("HTTP 500")] * 4)
+    clock = FakeClock(auto=True)
+    queue = make_queue(client, clock)
+    queue.start()
+    await queue.put([series("a", 0, 10)])
+    await eventually(lambda: queue.stats.samples_sent == 10)
+    assert clock.sleeps == pytest.approx([0.1, 0.2, 0.25, 0.25])
+    assert (client.attempts, queue.stats.retries, len(client.batches)) == (5, 4, 1)
+    await queue.close()
+
+
+async def test_backoff_restarts_for_each_batch_and_jitter_shortens_it() -> None:
+    client = RecordingWriteClient(RecoverableError("a"), RecoverableError("b"), None, RecoverableError("c"))
+    clock = FakeClock(auto=True)
+    queue = WriteQueue(
+        client,
+        QueueConfig(max_samples_per_send=10, min_backoff=1.0, max_backoff=8.0),
+        clock=clock,
+        jitter=lambda: 1.0,
+    )
+    queue.start()
+    await queue.put([series("a", 0, 20)])
+    await eventually(lambda: queue.stats.samples_sent == 20)
+    assert clock.sleeps == pytest.approx([0.8, 1.6, 0.8])
+    await queue.close()
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [(7.0, 7.0), (0.01, 0.1), (None, 0.1)])
+async def test_retry_after_used_when_longer_than_backoff(retry_after: float | None, expected: float) -> None:
+    client = RecordingWriteClient(RecoverableError("HTTP 503", status=503, retry_after=retry_after))
+    clock = FakeClock(auto=True)
+    queue = make_queue(client, clock)
+    queue.start()
+    await queue.put([series("a", 0, 10)])
+    await eventually(lambda: queue.stats.samples_sent == 10)
+    assert clock.sleeps == pytest.approx([expected])
+    await queue.close()
+
+
+async def test_rejected_batch_is_dropped_logged_once_and_queue_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = RecordingWriteClient(WriteRejected("server returned HTTP status 400: out of order", status=400))
+    clock = FakeClock(auto=True)
+    queue = make_queue(client, clock)
+    queue.start()
+    with caplog.at_level(logging.WARNING, logger="tsf_adapter.remote.write"):
+        await queue.put([series("a", 0, 6), series("b", 0, 4)])
+        await eventually(lambda: queue.stats.samples_dropped == {"http_400": 10})
+        await queue.put([series("c", 0, 10)])
+        await eventually(lambda: queue.stats.samples_sent == 10)
+    assert client.attempts == 2
+    assert queue.stats.retries == 0
+    [record] = caplog.records
+    assert record.name == "tsf_adapter.remote.write"
+    assert "10 samples in 2 series" in record.getMessage()
+    assert "out of order" in record.getMessage()
+    await queue.close()
+
+
+async def test_unencodable_and_crashing_batches_are_dropped() -> None:
+    client = RecordingWriteClient(RuntimeError("bug"))
+    queue = make_queue(client, FakeClock(auto=True))
+    queue.start()
+    bad = SeriesSamples((("__name__", "x\ud800"),), [1], [1.0])
+    await queue.put([bad])
+    await eventually(lambda: queue.stats.samples_dropped == {"invalid": 1})
+    await queue.put([series("a", 0, 10)])
+    await eventually(lambda: "error" in queue.stats.samples_dropped)
+    await queue.put([series("b", 0, 10)])
+    await eventually(lambda: queue.stats.samples_sent == 10)
+    assert queue.stats.samples_dropped == {"invalid": 1, "error": 10}
+    await queue.close()
+
+
+# --- back-pressure ------------------------------------------------------------------------------
+
+
+async def test_put_waits_while_queue_is_at_capacity() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=False)
+    client.gate = asyncio.Event()
+    queue = make_queue(client, clock, capacity=10)
+    queue.start()
+    await queue.put([series("a", 0, 10)])
+    await eventually(lambda: client.attempts == 1)
+    assert queue.stats.queue_length == 10  # the in-flight batch still counts
+    blocked = asyncio.create_task(queue.put([series("a", 10, 5)]))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not blocked.done()
+    client.gate.set()
+    await asyncio.wait_for(blocked, 10)
+    assert queue.stats.queue_length in (0, 5)
+    await queue.close()
+    assert client.delivered == [series("a", 0, 10), series("a", 10, 5)]
+
+
+async def test_empty_puts_are_ignored() -> None:
+    queue = make_queue(RecordingWriteClient(), FakeClock(auto=False), capacity=1)
+    await queue.put([])
+    await queue.put([series("a", 0, 0)])
+    assert queue.stats.queue_length == 0
+
+
+# --- shutdown -----------------------------------------------------------------------------------
+
+
+async def test_close_flushes_partial_batch_without_waiting_for_deadline() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=False)
+    queue = make_queue(client, clock)
+    queue.start()
+    await queue.put([series("a", 0, 3), series("b", 0, 12)])
+    await queue.close(deadline=60.0)
+    assert client.batch_sizes == [10, 5]
+    assert queue.stats.samples_dropped == {}
+    assert clock.now == 0.0
+
+
+async def test_close_drops_what_is_left_when_deadline_passes() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=False)
+    client.gate = asyncio.Event()  # the receiver never answers
+    queue = make_queue(client, clock, flush_deadline=30.0)
+    queue.start()
+    await queue.put([series("a", 0, 10), series("b", 0, 5)])
+    await eventually(lambda: client.attempts == 1)
+    closing = asyncio.create_task(queue.close())
+    await eventually(lambda: 30.0 in clock.sleeps)
+    assert not closing.done()
+    clock.advance(30.0)
+    await asyncio.wait_for(closing, 10)
+    assert queue.stats.samples_dropped == {"shutdown": 15}
+    assert queue.stats.queue_length == 0
+    assert queue.stats.samples_sent == 0
+
+
+async def test_close_gives_up_on_a_batch_being_retried() -> None:
+    client = RecordingWriteClient(*[RecoverableError("down")] * 1000)
+    clock = FakeClock(auto=False)
+    queue = make_queue(client, clock)
+    queue.start()
+    await queue.put([series("a", 0, 10)])
+    await eventually(lambda: queue.stats.retries == 1)
+    closing = asyncio.create_task(queue.close(deadline=1.0))
+    await eventually(lambda: 1.0 in clock.sleeps)
+    clock.advance(1.0)  # also wakes the backoff sleep: whichever runs first, the batch is dropped
+    await asyncio.wait_for(closing, 10)
+    assert queue.stats.samples_dropped == {"shutdown": 10}
+
+
+async def test_put_after_or_during_close_is_dropped() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=False)
+    client.gate = asyncio.Event()
+    queue = make_queue(client, clock, capacity=10)
+    queue.start()
+    await queue.put([series("a", 0, 10)])
+    await eventually(lambda: client.attempts == 1)
+    blocked = asyncio.create_task(queue.put([series("a", 10, 3)]))
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(queue.close(deadline=5.0))
+    await asyncio.wait_for(blocked, 10)  # woken by close(), not by free space
+    client.gate.set()
+    await asyncio.wait_for(closing, 10)
+    await queue.put([series("a", 13, 2)])
+    assert queue.stats.samples_sent == 10
+    assert queue.stats.samples_dropped == {"shutdown": 5}
+
+
+async def test_close_without_start_drops_queued_and_is_idempotent() -> None:
+    queue = make_queue(RecordingWriteClient(), FakeClock(auto=False))
+    await queue.put([series("a", 0, 4)])
+    await queue.close()
+    await queue.close()
+    assert queue.stats.samples_dropped == {"shutdown": 4}
+
+
+async def test_context_manager_starts_and_flushes() -> None:
+    client = RecordingWriteClient()
+    async with make_queue(client, FakeClock(auto=False)) as queue:
+        await queue.put([series("a", 0, 3)])
+    assert client.delivered == [series("a", 0, 3)]
+
+
+# --- with the real client over HTTP ---------------------------------------------------------------
+
+Serve = Callable[..., Awaitable[tuple[FakeReceiver, WriteQueue, FakeClock]]]
+
+
+@pytest.fixture
+async def serve(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+) -> AsyncIterator[Serve]:
+    """A scripted receiver, and a started queue with the real client pointed at it.
+
+    Its clock is automatic, so tests wait for outcomes with ``eventually`` rather
+    than through ``close()``, whose deadline would pass at once.
+    """
+    async with aiohttp.ClientSession() as session:
+        queues: list[WriteQueue] = []
+
+        async def start(*replies: Reply, **queue_cfg: Any) -> tuple[FakeReceiver, WriteQueue, FakeClock]:
+            receiver = FakeReceiver(list(replies))
+            app = web.Application()
+            app.router.add_post("/api/v1/write", receiver.handle)
+            server = await aiohttp_server(app)
+            cfg = QueueConfig(min_backoff=0.5, max_backoff=4.0, **queue_cfg)
+            rw = RemoteWriteConfig(url=str(server.make_url("/api/v1/write")), queue=cfg)
+            clock = FakeClock(auto=True)
+            queue = WriteQueue(RemoteWriteClient(rw, session), cfg, clock=clock, jitter=lambda: 0.0)
+            queue.start()
+            queues.append(queue)
+            return receiver, queue, clock
+
+        yield start
+        for queue in queues:
+            await queue.close(deadline=0)
+
+
+def bodies(receiver: FakeReceiver) -> list[list[SeriesSamples]]:
+    return [decode_write_request(snappy.decompress(body)).series for _, body in receiver.requests]
+
+
+async def test_http_500_then_204_is_retried_and_delivered_once(serve: Serve) -> None:
+    receiver, queue, clock = await serve(Reply(500, b"try later"), Reply(204))
+    await queue.put([series("a", 0, 3)])
+    await eventually(lambda: queue.stats.samples_sent == 3)
+    assert len(receiver.requests) == 2
+    assert receiver.requests[0][1] == receiver.requests[1][1]  # the same bytes again
+    assert bodies(receiver)[1] == [series("a", 0, 3)]
+    assert (queue.stats.samples_sent, queue.stats.retries, queue.stats.samples_dropped) == (3, 1, {})
+    assert clock.sleeps == [5.0, 0.5]  # the partial-batch deadline, then one backoff
+
+
+async def test_http_400_is_not_retried(serve: Serve) -> None:
+    receiver, queue, _ = await serve(Reply(400, b"out of order sample"), Reply(204))
+    await queue.put([series("a", 0, 3)])
+    await eventually(lambda: queue.stats.samples_dropped == {"http_400": 3})
+    assert len(receiver.requests) == 1
+    assert queue.stats.samples_dropped == {"http_400": 3}
+    assert queue.stats.retries == 0
+
+
+async def test_http_429_dropped_by_default(serve: Serve) -> None:
+    receiver, queue, _ = await serve(Reply(429), Reply(204))
+    await queue.put([series("a", 0, 3)])
+    await eventually(lambda: queue.stats.samples_dropped == {"http_429": 3})
+    assert len(receiver.requests) == 1
+    assert queue.stats.samples_dropped == {"http_429": 3}
+
+
+async def test_http_429_retried_when_configured(serve: Serve) -> None:
+    receiver, queue, _ = await serve(Reply(429), Reply(204), retry_on_http_429=True)
+    await queue.put([series("a", 0, 3)])
+    await eventually(lambda: queue.stats.samples_sent == 3)
+    assert len(receiver.requests) == 2
+    assert queue.stats.retries == 1
+
+
+async def test_http_retry_after_is_honoured(serve: Serve) -> None:
+    _, queue, clock = await serve(Reply(503, headers={"Retry-After": "3"}), Reply(204))
+    await queue.put([series("a", 0, 3)])
+    await eventually(lambda: queue.stats.samples_sent == 3)
+    assert 3.0 in clock.sleeps  # instead of the 0.5s backoff
+    assert 0.5 not in clock.sleeps

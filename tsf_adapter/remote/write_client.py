@@ -1,0 +1,203 @@
+"""Remote-write client: POST one encoded request and classify the answer.
+
+This is the boundary where HTTP outcomes become our error types, so that the
+queue decides what to do from the exception type alone (Prometheus's
+``client.go`` / ``RecoverableError`` split):
+
+=====================================  =====================================
+outcome                                raises
+=====================================  =====================================
+2xx                                    nothing (RW2: only with the
+                                       ``…-Samples-Written`` header)
+5xx, connection error, timeout         ``RecoverableError`` (``retry_after``)
+429                                    ``RecoverableError`` if
+                                       ``queue.retry_on_http_429``, else
+                                       ``WriteRejected``
+other status                           ``WriteRejected`` with the server's
+                                       first body line as the reason
+=====================================  =====================================
+
+The client never retries; only ``remote/queue.py`` does.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import ssl
+import time
+from collections.abc import Callable
+from datetime import UTC
+from typing import Final, Protocol
+
+import aiohttp
+
+from tsf_adapter.config import RW2_MESSAGE, RemoteWriteConfig
+from tsf_adapter.errors import RecoverableError, WriteRejected
+from tsf_adapter.remote.codec import content_type, version_header
+from tsf_adapter.remote.http import auth_headers, server_hostname, ssl_context
+
+SAMPLES_WRITTEN_HEADER: Final = "X-Prometheus-Remote-Write-Samples-Written"
+# Enough of a receiver's error text to explain a drop in one log line, not enough to flood it.
+MAX_REASON_CHARS: Final = 256
+# Bytes of an error body read at most: the reason is its first line, the rest is never needed.
+_MAX_ERROR_BODY: Final = 4096
+
+
+class WriteClient(Protocol):
+    """What the queue needs from a sender: store one encoded request or raise.
+
+    Implementations raise ``RecoverableError`` for failures worth retrying and
+    ``WriteRejected`` for data the receiver will never take.
+    """
+
+    async def store(self, body: bytes, *, samples: int) -> None: ...
+
+
+def protocol_headers(message: str) -> dict[str, str]:
+    """The headers the remote-write spec requires for ``message`` (RW1 or RW2).
+
+    >>> protocol_headers("prometheus.WriteRequest")["X-Prometheus-Remote-Write-Version"]
+    '0.1.0'
+    """
+    return {
+        "Content-Encoding": "snappy",
+        "Content-Type": content_type(message),
+        "X-Prometheus-Remote-Write-Version": version_header(message),
+    }
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    ``now`` is the wall-clock time (Unix seconds) a date is measured from. A date
+    in the past gives 0; anything unparseable gives None (no hint), because a
+    bad header must not stop the normal backoff.
+
+    >>> parse_retry_after("120", now=0.0)
+    120.0
+    >>> parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", now=30.0)
+    30.0
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def first_line(body: bytes, limit: int = MAX_REASON_CHARS) -> str:
+    """The first non-empty line of a response body, decoded leniently and truncated.
+
+    >>> first_line(b"out of order sample\\nmore detail")
+    'out of order sample'
+    """
+    text = body.decode("utf-8", errors="replace").strip()
+    line = text.splitlines()[0].strip() if text else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class RemoteWriteClient:
+    """Sends encoded remote-write requests to one URL over a shared session.
+
+    Usage::
+
+        async with aiohttp.ClientSession() as session:
+            client = RemoteWriteClient(cfg.prometheus.remote_write, session)
+            await client.store(encode_write_request(series), samples=n)
+
+    ``wall_clock`` (Unix seconds) is only used to turn a ``Retry-After`` date
+    into a delay; tests replace it.
+    """
+
+    def __init__(
+        self,
+        cfg: RemoteWriteConfig,
+        session: aiohttp.ClientSession,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cfg = cfg
+        self._session = session
+        self._wall_clock = wall_clock
+        self._timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+        # Built once: loading certificates per request would cost more than the request.
+        ctx = ssl_context(cfg)
+        self._ssl: ssl.SSLContext | bool = ctx if ctx is not None else True
+        self._protocol_headers = protocol_headers(cfg.protobuf_message)
+
+    @property
+    def url(self) -> str:
+        return self._cfg.url
+
+    @property
+    def message(self) -> str:
+        """The protobuf message this client announces (and so the encoding it expects)."""
+        return self._cfg.protobuf_message
+
+    async def store(self, body: bytes, *, samples: int) -> None:
+        """POST ``body`` (a snappy-compressed request holding ``samples`` samples).
+
+        Returns on success; raises ``RecoverableError`` or ``WriteRejected``.
+        """
+        # Auth headers are rebuilt per request so rotated secrets apply; protocol
+        # headers go last so that user-configured headers cannot break the wire format.
+        headers = {**auth_headers(self._cfg), **self._protocol_headers}
+        url = self._cfg.url
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                ssl=self._ssl,
+                server_hostname=server_hostname(self._cfg),
+            ) as resp:
+                await self._check(resp, samples)
+        except (WriteRejected, RecoverableError):
+            raise
+        # Prometheus treats every error before a status arrives as recoverable: the
+        # request may never have reached the receiver, so sending it again is safe.
+        except TimeoutError as exc:
+            raise RecoverableError(f"timed out after {self._cfg.timeout}s", url=url) from exc
+        except aiohttp.ClientError as exc:
+            raise RecoverableError(f"{type(exc).__name__}: {exc}", url=url) from exc
+
+    async def _check(self, resp: aiohttp.ClientResponse, samples: int) -> None:
+        status = resp.status
+        url = self._cfg.url
+        if 200 <= status < 300:
+            if (
+                self._cfg.protobuf_message == RW2_MESSAGE
+                and samples > 0
+                and SAMPLES_WRITTEN_HEADER not in resp.headers
+            ):
+                # The 2.0 spec: a 1.x receiver decodes a 2.0 body as an empty 1.x request
+                # and answers 2xx having written nothing; treat that as 415.
+                raise WriteRejected(
+                    f"HTTP {status} without {SAMPLES_WRITTEN_HEADER}: "
+                    "the receiver does not support remote write 2.0",
+                    url=url,
+                    status=415,
+                )
+            return
+        reason = first_line(await resp.content.read(_MAX_ERROR_BODY))
+        message = f"server returned HTTP status {status} {resp.reason or ''}".rstrip()
+        if reason:
+            message = f"{message}: {reason}"
+        retryable = status >= 500 or (status == 429 and self._cfg.queue.retry_on_http_429)
+        if retryable:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=self._wall_clock())
+            raise RecoverableError(message, url=url, status=status, retry_after=retry_after)
+        raise WriteRejected(message, url=url, status=status)
