@@ -1,0 +1,157 @@
+"""The daemon's own metrics, ``tsf_adapter_<subsystem>_<name>``.
+
+A registry is passed in, never the global one, so tests and several apps in
+one process keep their numbers apart (client_python's own tests do the same).
+Queue statistics are kept by the queue itself and read at scrape time by a
+collector, so the hot paths only touch plain integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tsf_adapter.remote.queue import QueueStats
+
+NAMESPACE = "tsf_adapter"
+
+# Reasons a received, acknowledged sample is not stored; fixed so dashboards can rely on them.
+DROP_UNSELECTED = "unselected"  # no configured selector keeps the series
+DROP_HISTOGRAM = "histogram"  # native histograms are not forecast
+
+# Reasons a whole request is refused (its samples are unknown, so requests are counted).
+REJECT_INVALID = "invalid"  # failed to decode (400): the sender drops it
+REJECT_TOO_LARGE = "too_large"  # over a size limit (413): the sender drops it
+REJECT_UNSUPPORTED = "unsupported"  # content type or encoding (415)
+REJECT_OVERLOADED = "overloaded"  # shed with 503: Prometheus resends it
+REJECT_STOPPING = "stopping"  # arrived during shutdown (503): Prometheus resends it
+REJECT_INTERNAL = "internal"  # the store failed (500): Prometheus resends it
+REJECT_REASONS = (
+    REJECT_INVALID,
+    REJECT_TOO_LARGE,
+    REJECT_UNSUPPORTED,
+    REJECT_OVERLOADED,
+    REJECT_STOPPING,
+    REJECT_INTERNAL,
+)
+
+
+class ReceiverMetrics:
+    """Counters of the remote-write receiver."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "requests_total",
+            "Remote-write requests received, by protocol message and HTTP status.",
+            ["protocol", "code"],
+            namespace=NAMESPACE,
+            subsystem="receiver",
+            registry=registry,
+        )
+        self.samples = Counter(
+            "samples_received_total",
+            "Float samples received and handed to the store.",
+            namespace=NAMESPACE,
+            subsystem="receiver",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "requests_rejected_total",
+            "Requests refused with a 4xx/5xx answer, by reason.",
+            ["reason"],
+            namespace=NAMESPACE,
+            subsystem="receiver",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "samples_dropped_total",
+            "Samples (or histograms) acknowledged but not stored, by reason.",
+            ["reason"],
+            namespace=NAMESPACE,
+            subsystem="receiver",
+            registry=registry,
+        )
+        self.metadata = Counter(
+            "metadata_received_total",
+            "Metric metadata entries received (acknowledged, not used).",
+            namespace=NAMESPACE,
+            subsystem="receiver",
+            registry=registry,
+        )
+        self.series_created = Counter(
+            "series_created_total",
+            "Label sets seen for the first time by the receiver's cache.",
+            namespace=NAMESPACE,
+            subsystem="receiver",
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "requests_in_flight",
+            "Requests being decoded or waiting to be.",
+            namespace=NAMESPACE,
+            subsystem="receiver",
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "request_duration_seconds",
+            "Time to decode and store one request, from body read to answer.",
+            namespace=NAMESPACE,
+            subsystem="receiver",
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.last_success = Gauge(
+            "last_success_timestamp_seconds",
+            "Unix time of the last request stored successfully.",
+            namespace=NAMESPACE,
+            subsystem="receiver",
+            registry=registry,
+        )
+        for reason in (DROP_UNSELECTED, DROP_HISTOGRAM):
+            self.dropped.labels(reason)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+
+
+class QueueCollector(Collector):
+    """Exposes a write queue's ``QueueStats`` at scrape time."""
+
+    def __init__(self, stats: QueueStats, remote_name: str, url: str) -> None:
+        self.stats = stats
+        self.labels = {"remote_name": remote_name, "url": url}
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        names, values = list(self.labels), list(self.labels.values())
+        prefix = f"{NAMESPACE}_remote_write"
+        sent = CounterMetricFamily(f"{prefix}_samples_sent", "Samples written to the remote.", labels=names)
+        sent.add_metric(values, self.stats.samples_sent)
+        yield sent
+        dropped = CounterMetricFamily(
+            f"{prefix}_samples_dropped", "Samples given up on, by reason.", labels=[*names, "reason"]
+        )
+        for reason, count in sorted(self.stats.samples_dropped.items()):
+            dropped.add_metric([*values, reason], count)
+        yield dropped
+        retries = CounterMetricFamily(
+            f"{prefix}_retries", "Batches retried after a recoverable error.", labels=names
+        )
+        retries.add_metric(values, self.stats.retries)
+        yield retries
+        batches = CounterMetricFamily(
+            f"{prefix}_batches_sent", "Requests written successfully.", labels=names
+        )
+        batches.add_metric(values, self.stats.batches_sent)
+        yield batches
+        length = GaugeMetricFamily(f"{prefix}_queue_length", "Samples queued or in flight.", labels=names)
+        length.add_metric(values, self.stats.queue_length)
+        yield length
+        last = GaugeMetricFamily(
+            f"{prefix}_last_success_timestamp_seconds",
+            "Unix time of the last successful write.",
+            labels=names,
+        )
+        last.add_metric(values, self.stats.last_success_timestamp)
+        yield last
