@@ -79,6 +79,8 @@ class ReadStats:
     fallbacks: int = 0
     halvings: int = 0
     samples: int = 0
+    frames: int = 0
+    chunks: int = 0
 
 
 class _SampleLimitExceeded(Exception):
@@ -260,6 +262,8 @@ class RemoteReadClient:
         except DecodeError as exc:
             # The server (or a proxy) closed the body mid-frame: worth another try.
             raise RecoverableError(f"remote read: {exc}", url=self.cfg.url) from exc
+        self.stats.frames += reader.frames_read
+        self.stats.chunks += assembler.chunks_decoded
         return assembler.result()[0]
 
 

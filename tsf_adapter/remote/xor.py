@@ -165,18 +165,26 @@ def _read_varint(w: int, avail: int) -> tuple[int, int]:
 
 
 class _BitWriter:
-    """MSB-first bit sink that flushes whole bytes, so the pending int stays small."""
+    """MSB-first bit sink that flushes whole bytes, so the pending int stays small.
 
-    __slots__ = ("_acc", "_nbits", "out")
+    It reproduces one quirk of Prometheus's bit stream so that our chunks equal
+    theirs byte for byte: a write of whole bytes (8, 16, ... bits) always
+    allocates the next byte, so a stream that ends byte-aligned right after such
+    a write carries one extra zero byte. Decoders never read it.
+    """
+
+    __slots__ = ("_acc", "_ends_with_bytes", "_nbits", "out")
 
     def __init__(self) -> None:
         self.out = bytearray()
         self._acc = 0
         self._nbits = 0
+        self._ends_with_bytes = False
 
     def write(self, value: int, nbits: int) -> None:
         self._acc = (self._acc << nbits) | (value & ((1 << nbits) - 1))
         self._nbits += nbits
+        self._ends_with_bytes = nbits % 8 == 0
         if self._nbits >= 64:
             rest = self._nbits & 7
             self.out += (self._acc >> rest).to_bytes(self._nbits >> 3, "big")
@@ -192,17 +200,18 @@ class _BitWriter:
     def finish(self) -> bytes:
         pad = -self._nbits % 8
         tail = (self._acc << pad).to_bytes((self._nbits + pad) >> 3, "big")
-        return bytes(self.out + tail)
+        extra = b"\x00" if self._ends_with_bytes and pad == 0 else b""
+        return bytes(self.out + tail + extra)
 
 
 def encode_xor_chunk(timestamps: npt.ArrayLike, values: npt.ArrayLike) -> bytes:
-    """Encode samples as one XOR chunk, choosing the same buckets and windows as Prometheus.
+    """Encode samples as one XOR chunk, byte for byte as Prometheus's TSDB would.
 
     Timestamps must be strictly increasing int64 milliseconds; values keep their bits
     (NaN payloads, the staleness marker, -0.0).
 
     >>> encode_xor_chunk([0], [0.0]).hex()
-    '0001000000000000000000'
+    '000100000000000000000000'
     """
     ts = np.asarray(timestamps, dtype=np.int64)
     bits = np.asarray(values, dtype=np.float64).view(np.uint64)
