@@ -345,7 +345,7 @@ async def _reason(resp: aiohttp.ClientResponse) -> str:
     except (aiohttp.ClientError, TimeoutError):
         text = ""
     line = text.splitlines()[0] if text else (resp.reason or "")
-    return line[:256]
+    return line.strip()[:256]
 
 
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
