@@ -261,7 +261,7 @@ class _Aggregator:
 
     Members live in a short ring (``lookback + settle + 1`` steps) of last value
     and its timestamp per step; a step's aggregate is written to the target grid
-    once the newest member step is ``settle`` past it.
+    once a sample more than ``settle`` past it arrives.
     """
 
     def __init__(self, agg: Aggregation, step_ms: int, grid: _Ring) -> None:
@@ -325,7 +325,8 @@ class _Aggregator:
             self.finalized = step - 1
             ring.advance(step)
             return
-        upto = step - self.settle_steps
+        # Steps more than ``settle`` behind the new head are final.
+        upto = step - self.settle_steps - 1
         last_data = ring.head if self._last_data_step is None else self._last_data_step
         last_useful = last_data + self.lookback_steps
         for k in range(self.finalized + 1, min(upto, last_useful) + 1):
