@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import doctest
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -215,3 +217,11 @@ def test_check_forecast_rejects_wrong_shape() -> None:
 @pytest.mark.parametrize("module", [base, baselines])
 def test_docstring_examples(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
+
+
+def test_engine_imports_neither_aiohttp_nor_torch() -> None:
+    code = (
+        "import sys, tsf_adapter.forecast, tsf_adapter.forecast.metrics, tsf_adapter.store; "
+        "bad = {'aiohttp', 'torch'} & set(sys.modules); assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)
