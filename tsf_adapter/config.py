@@ -260,7 +260,11 @@ def load_config(path: str | Path) -> Config:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}: invalid YAML{where}: {err.problem}") from err
+        context = ""
+        if err.context and err.context_mark is not None and err.context_mark != mark:
+            start = err.context_mark
+            context = f" ({err.context} at line {start.line + 1}, column {start.column + 1})"
+        raise ConfigError(f"{source}: invalid YAML{where}: {err.problem}{context}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: invalid YAML: {' '.join(str(err).split())}") from err
     return config_from_dict(data, source, base_dir=Path(path).absolute().parent)
