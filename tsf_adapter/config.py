@@ -343,11 +343,16 @@ class _Decoder:
             return self.selector(data, path)
         if dataclasses.is_dataclass(tp):
             return self.section(tp, data, path)
+        # An empty list or mapping in YAML is often every item commented out, which reads as null.
         if origin is tuple:
+            if data is None:
+                data = []
             if not isinstance(data, list):
                 self.fail(path, f"expected a list (got {_show(data)})")
             return tuple(self.value(args[0], item, f"{path}[{i}]", checks) for i, item in enumerate(data))
         if origin is Mapping:
+            if data is None:
+                data = {}
             if not isinstance(data, dict):
                 self.fail(path, f"expected a mapping (got {_show(data)})")
             out = {}
