@@ -1,20 +1,97 @@
-"""Configuration: typed, frozen sections with documented defaults.
+"""Configuration: typed, frozen sections with documented defaults, and their YAML loader.
 
 Follows Prometheus's three steps: a default value for every key (commented
 with why), a strict decode that rejects unknown keys, then validation with
 messages that name the file, the dotted key and what was expected, e.g.
 ``config.yaml: prometheus.remote_write.queue.max_samples_per_send: must be > 0 (got -5)``.
 
-The loader (``load_config``) lives at the bottom of this module.
+Per-field rules ride on the field's type (``PositiveSeconds``, ``ByteSize``, ``FilePath``...), so
+the one generic decoder at the bottom applies them to any section, and to lists of sections with
+paths such as ``targets[0].step``. Rules that relate two fields live in a section's ``problems()``.
+
+>>> cfg = config_from_dict({"server": {"listen_address": ":9201", "max_compressed_bytes": "8MiB"}})
+>>> cfg.server.max_compressed_bytes, cfg.prometheus.remote_write.queue.min_backoff
+(8388608, 0.03)
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType, NoneType, UnionType
+from typing import (
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    NoReturn,
+    Protocol,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    runtime_checkable,
+)
+from urllib.parse import urlsplit
+
+import yaml
+
+from tsf_adapter.errors import ConfigError, SelectorError
+from tsf_adapter.selector import Selector, parse_selector
+from tsf_adapter.units import format_duration, format_size, parse_duration, parse_size
 
 RW1_MESSAGE: Final = "prometheus.WriteRequest"
 RW2_MESSAGE: Final = "io.prometheus.write.v2.Request"
+
+
+class Check(Enum):
+    """A rule attached to a field's type with ``Annotated``; the decoder applies it to YAML values."""
+
+    DURATION = "duration"  # "30s", "1h30m" or a plain number of seconds
+    SIZE = "size"  # "16MiB", "1GB" or a plain number of bytes
+    POSITIVE = "positive"  # > 0
+    FILE = "file"  # readable at load time; a relative path is taken from the config file's directory
+    HTTP_URL = "http_url"  # http:// or https:// with a host
+    HOST_PORT = "host_port"  # "host:port" to listen on
+
+
+Seconds = Annotated[float, Check.DURATION]
+PositiveSeconds = Annotated[float, Check.DURATION, Check.POSITIVE]
+PositiveInt = Annotated[int, Check.POSITIVE]
+ByteSize = Annotated[int, Check.SIZE, Check.POSITIVE]
+FilePath = Annotated[str, Check.FILE]
+HttpUrl = Annotated[str, Check.HTTP_URL]
+HostPort = Annotated[str, Check.HOST_PORT]
+
+Problems = Iterator[tuple[str, str]]
+"""``(key relative to the section, message)`` pairs; key ``""`` names the section itself."""
+
+
+def _no_headers() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+# Headers that tsf-adapter sets itself, or that would fight with basic_auth / bearer_token_file.
+_RESERVED_HEADERS: Final = frozenset(
+    h.lower()
+    for h in (
+        "Authorization",
+        "Content-Encoding",
+        "Content-Length",
+        "Content-Type",
+        "Host",
+        "X-Prometheus-Remote-Read-Version",
+        "X-Prometheus-Remote-Write-Version",
+    )
+)
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,30 +99,54 @@ class BasicAuth:
     username: str
     # Exactly one of password / password_file; a file keeps secrets out of the config.
     password: str | None = None
-    password_file: str | None = None
+    password_file: FilePath | None = None
+
+    def problems(self) -> Problems:
+        if (self.password is None) == (self.password_file is None):
+            got = "neither" if self.password is None else "both"
+            yield "", f"exactly one of password, password_file must be set (got {got})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TLSConfig:
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    ca_file: FilePath | None = None
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
     server_name: str | None = None
     insecure_skip_verify: bool = False
+
+    def problems(self) -> Problems:
+        if (self.cert_file is None) != (self.key_file is None):
+            only = "key_file" if self.cert_file is None else "cert_file"
+            yield "", f"cert_file and key_file must be set together (got only {only})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpClientConfig:
     """What every outgoing connection to Prometheus needs: where, how long, and who we are."""
 
-    url: str
+    url: HttpUrl
     # Prometheus's own remote_timeout default is 30s; reads of long ranges take longer.
-    timeout: float = 30.0
-    headers: dict[str, str] = field(default_factory=dict)
+    timeout: PositiveSeconds = 30.0
+    # Read-only: a config is shared by every task of the daemon and must not change under them.
+    headers: Mapping[str, str] = field(default_factory=_no_headers)
     basic_auth: BasicAuth | None = None
     # Read at each request, so a rotated token is picked up without a restart.
-    bearer_token_file: str | None = None
+    bearer_token_file: FilePath | None = None
     tls_config: TLSConfig = field(default_factory=TLSConfig)
+
+    def problems(self) -> Problems:
+        if self.basic_auth is not None and self.bearer_token_file is not None:
+            yield "", "at most one of basic_auth, bearer_token_file may be set (got both)"
+        for name, value in self.headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                yield f"headers.{name}", "not a valid HTTP header name"
+            elif name.lower() == "authorization":
+                yield f"headers.{name}", "set it with basic_auth or bearer_token_file instead"
+            elif name.lower() in _RESERVED_HEADERS:
+                yield f"headers.{name}", "reserved: tsf-adapter sets this header itself"
+            elif "\r" in value or "\n" in value:
+                yield f"headers.{name}", f"must not contain line breaks (got {_show(value)})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,22 +154,31 @@ class QueueConfig:
     """Remote-write queue; defaults follow Prometheus's queue_config where it has one."""
 
     # Samples held before producers are made to wait (back-pressure). Prometheus: 2500 per shard.
-    capacity: int = 10_000
+    capacity: PositiveInt = 10_000
     # Prometheus 2.42 sends 500, 3.x 2000; 2000 keeps request overhead low for forecast batches.
-    max_samples_per_send: int = 2000
+    max_samples_per_send: PositiveInt = 2000
     # A partial batch goes out after this long, so forecasts never sit in memory.
-    batch_send_deadline: float = 5.0
-    min_backoff: float = 0.03
-    max_backoff: float = 5.0
+    batch_send_deadline: PositiveSeconds = 5.0
+    min_backoff: PositiveSeconds = 0.03
+    max_backoff: PositiveSeconds = 5.0
     # Prometheus drops batches on 429 by default; we follow, but let users opt in to retrying.
     retry_on_http_429: bool = False
-    # On shutdown, how long to keep trying to send what is queued.
-    flush_deadline: float = 60.0
+    # On shutdown, how long to keep trying to send what is queued; 0 drops it at once.
+    flush_deadline: Seconds = 60.0
+
+    def problems(self) -> Problems:
+        if self.min_backoff > self.max_backoff:
+            got = f"{_show_seconds(self.min_backoff)} > {_show_seconds(self.max_backoff)}"
+            yield "min_backoff", f"must not be greater than max_backoff (got {got})"
+        if self.capacity < self.max_samples_per_send:
+            # A batch could never fill, so every send would wait for batch_send_deadline.
+            got = f"{self.capacity} < {self.max_samples_per_send}"
+            yield "capacity", f"must be >= max_samples_per_send (got {got})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteWriteConfig(HttpClientConfig):
-    url: str = "http://127.0.0.1:9090/api/v1/write"
+    url: HttpUrl = "http://127.0.0.1:9090/api/v1/write"
     # RW1 is what every Prometheus accepts; RW2 needs a 2.54+ receiver.
     protobuf_message: Literal["prometheus.WriteRequest", "io.prometheus.write.v2.Request"] = RW1_MESSAGE
     queue: QueueConfig = field(default_factory=QueueConfig)
@@ -76,13 +186,13 @@ class RemoteWriteConfig(HttpClientConfig):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteReadConfig(HttpClientConfig):
-    url: str = "http://127.0.0.1:9090/api/v1/read"
-    timeout: float = 60.0
+    url: HttpUrl = "http://127.0.0.1:9090/api/v1/read"
+    timeout: PositiveSeconds = 60.0
     # Each query covers at most this much time: a sub-query of a long backfill stays far below
     # Prometheus's --storage.remote.read-sample-limit (5e7) even for thousands of series.
-    max_query_range: float = 2 * 3600.0
+    max_query_range: PositiveSeconds = 2 * 3600.0
     # Sub-queries in flight at once; Prometheus allows 10 concurrent reads by default.
-    concurrency: int = 4
+    concurrency: PositiveInt = 4
     # Ask for XOR chunks first (no sample limit, 10x smaller); fall back to SAMPLES if refused.
     prefer_streamed: bool = True
 
@@ -97,19 +207,306 @@ class PrometheusConfig:
 class ServerConfig:
     """The receiver's HTTP server and the limits that protect it."""
 
-    # 9201 is the port of Prometheus's own example remote-storage adapter.
-    listen_address: str = "0.0.0.0:9201"
+    # 9201 is the port of Prometheus's own example remote-storage adapter. Port 0 picks a free one.
+    listen_address: HostPort = "0.0.0.0:9201"
     # Checked before reading the body. Prometheus sends ~100 KiB batches; 16 MiB is generous.
-    max_compressed_bytes: int = 16 * 1024 * 1024
+    max_compressed_bytes: ByteSize = 16 * 1024 * 1024
     # Checked from the snappy header before decompressing, so a small bomb cannot expand.
-    max_decompressed_bytes: int = 64 * 1024 * 1024
+    max_decompressed_bytes: ByteSize = 64 * 1024 * 1024
     # Requests being decoded at once; beyond this the receiver answers 503 (Prometheus retries).
-    max_inflight_requests: int = 64
+    max_inflight_requests: PositiveInt = 64
+
+    def problems(self) -> Problems:
+        if self.max_decompressed_bytes < self.max_compressed_bytes:
+            got = f"{format_size(self.max_decompressed_bytes)} < {format_size(self.max_compressed_bytes)}"
+            yield "max_decompressed_bytes", f"must be >= max_compressed_bytes (got {got})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestConfig:
+    # Series the receiver keeps; anything else in a remote-write request is dropped on arrival.
+    # Empty keeps nothing until targets (which bring their own selectors) are configured.
+    selectors: tuple[Selector, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
-    # Selectors of the series the receiver keeps; later the targets' selectors join them.
-    ingest_selectors: tuple[str, ...] = ()
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+_T = TypeVar("_T")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, decode and validate a YAML config file; every failure is a ``ConfigError`` naming it.
+
+    Relative file paths inside (``password_file``, ``ca_file``...) are taken from the config
+    file's directory, as Prometheus does, and stored absolute.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot read config file: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {err.start})") from err
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: plain data only
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        context = ""
+        if err.context and err.context_mark is not None and err.context_mark != mark:
+            start = err.context_mark
+            context = f" ({err.context} at line {start.line + 1}, column {start.column + 1})"
+        raise ConfigError(f"{source}: invalid YAML{where}: {err.problem}{context}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: invalid YAML: {' '.join(str(err).split())}") from err
+    return config_from_dict(data, source, base_dir=Path(path).absolute().parent)
+
+
+def config_from_dict(data: object, source: str = "<dict>", *, base_dir: Path | None = None) -> Config:
+    """Decode and validate an already parsed config; ``None`` (an empty file) means all defaults.
+
+    ``source`` prefixes error messages; ``base_dir`` anchors relative file paths (default: cwd).
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (got {_show(data)})")
+    return decode_section(Config, data, source=source, base_dir=base_dir)
+
+
+def decode_section(
+    cls: type[_T], data: object, *, source: str = "<dict>", base_dir: Path | None = None, path: str = ""
+) -> _T:
+    """Strictly decode one config dataclass (and everything under it) from YAML-shaped data."""
+    decoded: _T = _Decoder(source, base_dir).section(cls, data, path)
+    return decoded
+
+
+@runtime_checkable
+class _HasProblems(Protocol):
+    def problems(self) -> Problems: ...
+
+
+class _Decoder:
+    """Turns plain YAML data into frozen dataclasses by their type hints, failing on the first problem."""
+
+    def __init__(self, source: str, base_dir: Path | None) -> None:
+        self.source = source
+        self.base_dir = base_dir
+
+    def fail(self, path: str, message: str) -> NoReturn:
+        raise ConfigError(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
+
+    def section(self, cls: Any, data: object, path: str) -> Any:
+        if data is None:  # "server:" with nothing under it: all defaults
+            data = {}
+        if not isinstance(data, dict):
+            self.fail(path, f"expected a mapping (got {_show(data)})")
+        hints = get_type_hints(cls, include_extras=True)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            if not isinstance(key, str):
+                self.fail(path, f"keys must be strings (got {_show(key)})")
+            if key not in fields:
+                self.fail(_join(path, key), _unknown_key(key, list(fields)))
+            values[key] = self.value(hints[key], raw, _join(path, key), ())
+        for name, f in fields.items():
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and name not in values:
+                self.fail(_join(path, name), "missing required key")
+        obj = cls(**values)
+        if isinstance(obj, _HasProblems):
+            for key, message in obj.problems():
+                self.fail(_join(path, key), message)
+        return obj
+
+    def value(self, tp: Any, data: object, path: str, checks: tuple[Check, ...]) -> Any:
+        origin, args = get_origin(tp), get_args(tp)
+        if origin is Annotated:
+            extra = tuple(a for a in args[1:] if isinstance(a, Check))
+            return self.value(args[0], data, path, checks + extra)
+        if origin in (Union, UnionType):
+            if data is None and NoneType in args:
+                return None
+            (inner,) = (a for a in args if a is not NoneType)
+            return self.value(inner, data, path, checks)
+        if tp is Selector:  # a dataclass too, but written as PromQL text
+            return self.selector(data, path)
+        if dataclasses.is_dataclass(tp):
+            return self.section(tp, data, path)
+        # An empty list or mapping in YAML is often every item commented out, which reads as null.
+        if origin is tuple:
+            if data is None:
+                data = []
+            if not isinstance(data, list):
+                self.fail(path, f"expected a list (got {_show(data)})")
+            return tuple(self.value(args[0], item, f"{path}[{i}]", checks) for i, item in enumerate(data))
+        if origin is Mapping:
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                self.fail(path, f"expected a mapping (got {_show(data)})")
+            out = {}
+            for key, item in data.items():
+                if not isinstance(key, str):
+                    self.fail(path, f"keys must be strings (got {_show(key)})")
+                out[key] = self.value(args[1], item, _join(path, key), ())
+            return MappingProxyType(out)
+        if origin is Literal:
+            if not isinstance(data, str) or data not in args:
+                self.fail(path, f"must be one of {', '.join(map(repr, args))} (got {_show(data)})")
+            return data
+        return self.scalar(tp, data, path, checks)
+
+    def scalar(self, tp: Any, data: object, path: str, checks: tuple[Check, ...]) -> Any:
+        value: Any
+        if Check.DURATION in checks:
+            value = self.duration(data, path)
+        elif Check.SIZE in checks:
+            value = self.size(data, path)
+        elif tp is bool:
+            if not isinstance(data, bool):
+                self.fail(path, f"expected true or false (got {_show(data)})")
+            value = data
+        elif tp is int:
+            if isinstance(data, bool) or not isinstance(data, int):
+                self.fail(path, f"expected an integer (got {_show(data)})")
+            value = data
+        elif tp is float:
+            if isinstance(data, bool) or not isinstance(data, int | float):
+                self.fail(path, f"expected a number (got {_show(data)})")
+            value = float(data)
+        elif tp is str:
+            if not isinstance(data, str):
+                self.fail(path, f"expected a string (got {_show(data)}); quote it in YAML")
+            value = data
+        else:  # a section field of a type this decoder was never taught: a bug, not bad config
+            raise TypeError(f"{path}: config fields of type {tp!r} are not supported")
+        if Check.POSITIVE in checks and not value > 0:
+            self.fail(path, f"must be > 0 (got {_show(data)})")
+        if Check.FILE in checks:
+            value = self.readable_file(value, path)
+        if Check.HTTP_URL in checks and not _is_http_url(value):
+            self.fail(path, f"must be an http:// or https:// URL with a host (got {_show(data)})")
+        if Check.HOST_PORT in checks and not _is_host_port(value):
+            self.fail(path, f"must be host:port with a port from 0 to 65535, e.g. :9201 (got {_show(data)})")
+        return value
+
+    def duration(self, data: object, path: str) -> float:
+        if isinstance(data, str):
+            try:
+                return parse_duration(data)
+            except ValueError as err:
+                self.fail(path, f"invalid duration {err}")
+        if isinstance(data, int | float) and not isinstance(data, bool) and math.isfinite(data) and data >= 0:
+            return float(data)  # a plain number is seconds
+        self.fail(path, f"expected a duration such as 30s or 1h30m (got {_show(data)})")
+
+    def size(self, data: object, path: str) -> int:
+        if isinstance(data, str):
+            try:
+                return parse_size(data)
+            except ValueError as err:
+                self.fail(path, f"invalid size {err}")
+        if isinstance(data, int) and not isinstance(data, bool):
+            return data  # a plain number is bytes; the sign is left to POSITIVE
+        self.fail(path, f"expected a size such as 16MiB (got {_show(data)})")
+
+    def readable_file(self, name: str, path: str) -> str:
+        """Open the file now, so a typo fails at startup rather than at the first request."""
+        if not name:
+            self.fail(path, "must not be empty")
+        file = Path(name)
+        if not file.is_absolute() and self.base_dir is not None:
+            file = self.base_dir / file
+        try:
+            with file.open("rb"):
+                pass
+        except OSError as err:
+            shown = repr(name) if str(file) == name else f"{name!r} (as {file})"
+            self.fail(path, f"cannot read file {shown}: {err.strerror or err}")
+        return str(file)
+
+    def selector(self, data: object, path: str) -> Selector:
+        if not isinstance(data, str):
+            hint = (
+                "; YAML reads an unquoted {...} as a mapping, so quote it" if isinstance(data, dict) else ""
+            )
+            self.fail(path, f"expected a selector string (got {_show(data)}){hint}")
+        try:
+            return parse_selector(data)
+        except SelectorError as err:
+            self.fail(path, str(err))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects a key given twice in one mapping; PyYAML would keep the last silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if (key_node.tag, key_node.value) in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {key_node.value!r}",
+                        key_node.start_mark,
+                    )
+                seen.add((key_node.tag, key_node.value))
+        return super().construct_mapping(node, deep=deep)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path and key else path or key
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"unknown key (did you mean {close[0]}?)"
+    return f"unknown key (expected one of {', '.join(known)})"
+
+
+def _show(value: object) -> str:
+    """A value as the user wrote it in YAML, short enough for a one-line message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _show_seconds(seconds: float) -> str:
+    try:
+        return format_duration(seconds)
+    except ValueError:  # sub-millisecond values given as plain numbers
+        return f"{seconds}s"
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _is_host_port(address: str) -> bool:
+    host, sep, port = address.rpartition(":")
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        return False
+    if host.startswith("["):  # IPv6 goes in brackets, as in Go and Prometheus
+        return host.endswith("]") and len(host) > 2
+    return ":" not in host

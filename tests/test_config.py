@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from tsf_adapter.config import (
+    RW2_MESSAGE,
+    Config,
+    IngestConfig,
+    PositiveSeconds,
+    config_from_dict,
+    decode_section,
+    load_config,
+)
+from tsf_adapter.errors import ConfigError
+from tsf_adapter.remote.http import auth_headers
+from tsf_adapter.selector import parse_selector
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTDATA = Path(__file__).resolve().parent / "testdata" / "config"
+
+# Fixture name -> the exact message after "<file>: ". {dir} is the fixture directory.
+BAD_CONFIGS = {
+    "unknown_key": "server.listen_adress: unknown key (did you mean listen_address?)",
+    "unknown_section": "targets: unknown key (expected one of server, prometheus, ingest)",
+    "negative_batch": "prometheus.remote_write.queue.max_samples_per_send: must be > 0 (got -5)",
+    "zero_limit": "server.max_inflight_requests: must be > 0 (got 0)",
+    "zero_timeout": "prometheus.remote_read.timeout: must be > 0 (got '0s')",
+    "backoff_order": (
+        "prometheus.remote_write.queue.min_backoff: must not be greater than max_backoff (got 10s > 1s)"
+    ),
+    "capacity_below_batch": (
+        "prometheus.remote_write.queue.capacity: must be >= max_samples_per_send (got 100 < 500)"
+    ),
+    "fractional_duration": (
+        "prometheus.remote_read.timeout: invalid duration '1.5h': fractions are not allowed,"
+        " use a smaller unit (e.g. 90m for 1.5h)"
+    ),
+    "unitless_duration": (
+        "prometheus.remote_read.max_query_range: invalid duration '7200': missing unit after 7200"
+        " (one of y, w, d, h, m, s, ms)"
+    ),
+    "null_duration": "prometheus.remote_write.timeout: expected a duration such as 30s or 1h30m (got null)",
+    "bad_size_unit": (
+        "server.max_compressed_bytes: invalid size '16mb': unknown unit 'mb'"
+        " (expected one of B, KB, MB, GB, TB, PB, EB, KiB, MiB, GiB, TiB, PiB, EiB)"
+    ),
+    "decompressed_below_compressed": (
+        "server.max_decompressed_bytes: must be >= max_compressed_bytes (got 1MiB < 16MiB)"
+    ),
+    "url_scheme": (
+        "prometheus.remote_read.url: must be an http:// or https:// URL with a host"
+        " (got 'ftp://prometheus:9090/api/v1/read')"
+    ),
+    "url_no_host": (
+        "prometheus.remote_write.url: must be an http:// or https:// URL with a host"
+        " (got 'http:///api/v1/write')"
+    ),
+    "basic_auth_both": (
+        "prometheus.remote_read.basic_auth: exactly one of password, password_file must be set (got both)"
+    ),
+    "basic_auth_neither": (
+        "prometheus.remote_read.basic_auth: exactly one of password, password_file must be set (got neither)"
+    ),
+    "basic_auth_no_username": "prometheus.remote_read.basic_auth.username: missing required key",
+    "missing_password_file": (
+        "prometheus.remote_write.basic_auth.password_file: cannot read file 'secrets/missing.txt'"
+        " (as {dir}/secrets/missing.txt): No such file or directory"
+    ),
+    "missing_bearer_token_file": (
+        "prometheus.remote_read.bearer_token_file: cannot read file '/nonexistent/token':"
+        " No such file or directory"
+    ),
+    "missing_ca_file": (
+        "prometheus.remote_read.tls_config.ca_file: cannot read file 'tls/missing-ca.pem'"
+        " (as {dir}/tls/missing-ca.pem): No such file or directory"
+    ),
+    "auth_and_bearer": (
+        "prometheus.remote_write: at most one of basic_auth, bearer_token_file may be set (got both)"
+    ),
+    "cert_without_key": (
+        "prometheus.remote_write.tls_config: cert_file and key_file must be set together (got only cert_file)"
+    ),
+    "protobuf_message": (
+        "prometheus.remote_write.protobuf_message: must be one of 'prometheus.WriteRequest',"
+        " 'io.prometheus.write.v2.Request' (got 'io.prometheus.write.v3.Request')"
+    ),
+    "listen_port_range": (
+        "server.listen_address: must be host:port with a port from 0 to 65535, e.g. :9201"
+        " (got '0.0.0.0:99999')"
+    ),
+    "listen_no_port": (
+        "server.listen_address: must be host:port with a port from 0 to 65535, e.g. :9201 (got 'localhost')"
+    ),
+    "listen_ipv6_unbracketed": (
+        "server.listen_address: must be host:port with a port from 0 to 65535, e.g. :9201 (got '::1:9201')"
+    ),
+    "int_wrong_type": "prometheus.remote_write.queue.capacity: expected an integer (got 'many')",
+    "int_is_bool": "prometheus.remote_read.concurrency: expected an integer (got true)",
+    "bool_wrong_type": "prometheus.remote_write.queue.retry_on_http_429: expected true or false (got 'yes')",
+    "header_not_string": (
+        "prometheus.remote_write.headers.X-Shard: expected a string (got 5); quote it in YAML"
+    ),
+    "reserved_header": (
+        "prometheus.remote_write.headers.Content-Type: reserved: tsf-adapter sets this header itself"
+    ),
+    "authorization_header": (
+        "prometheus.remote_read.headers.authorization: set it with basic_auth or bearer_token_file instead"
+    ),
+    "section_not_mapping": "server: expected a mapping (got ['listen_address'])",
+    "top_level_list": "the top level must be a mapping of sections (got ['server', 'prometheus'])",
+    "yaml_syntax": (
+        "invalid YAML at line 4, column 1: found unexpected end of stream"
+        " (while scanning a quoted scalar at line 2, column 19)"
+    ),
+    "yaml_indent": "invalid YAML at line 3, column 25: mapping values are not allowed here",
+    "duplicate_key": (
+        "invalid YAML at line 3, column 3: duplicate key 'max_inflight_requests'"
+        " (while constructing a mapping at line 2, column 3)"
+    ),
+    "selectors_not_list": "ingest.selectors: expected a list (got 'up')",
+    "selector_unterminated": (
+        "ingest.selectors[1]: invalid selector 'up{job=\"node}' at char 8: unterminated quoted string"
+    ),
+    "selector_unquoted_braces": (
+        "ingest.selectors[0]: expected a selector string (got {'job=\"node\"': None});"
+        " YAML reads an unquoted {...} as a mapping, so quote it"
+    ),
+    "selector_matches_everything": (
+        "ingest.selectors[0]: invalid selector '{job=~\".*\"}': it would select every series;"
+        ' at least one matcher must not match the empty string (e.g. a metric name or job!="")'
+    ),
+    "selector_bad_regex": (
+        "ingest.selectors[0]: invalid selector 'up{instance=~\"(a|b\"}' at char 14:"
+        " invalid regex '(a|b': missing ), unterminated subpattern"
+    ),
+}
+
+
+def test_every_bad_fixture_has_an_expected_message() -> None:
+    on_disk = {p.name.removesuffix(".bad.yaml") for p in TESTDATA.glob("*.bad.yaml")}
+    assert on_disk == set(BAD_CONFIGS)
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(BAD_CONFIGS.items()), ids=sorted(BAD_CONFIGS))
+def test_bad_config_is_rejected_with_its_exact_message(name: str, expected: str) -> None:
+    path = TESTDATA / f"{name}.bad.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: {expected.replace('{dir}', str(TESTDATA))}"
+
+
+def test_root_example_config_loads_and_documents_the_defaults() -> None:
+    cfg = load_config(ROOT / "config.yaml")
+    # Everything but the example selectors is the default: the comments cannot drift from the code.
+    assert dataclasses.replace(cfg, ingest=IngestConfig()) == Config()
+    assert [str(s) for s in cfg.ingest.selectors] == [
+        'node_filesystem_avail_bytes{mountpoint="/", fstype!="tmpfs"}',
+        '{__name__=~"node_memory_(MemAvailable|MemTotal)_bytes", job="node"}',
+    ]
+
+
+@pytest.mark.parametrize("name", ["empty", "null_sections"])
+def test_empty_file_and_empty_sections_mean_defaults(name: str) -> None:
+    assert load_config(TESTDATA / f"{name}.good.yaml") == Config()
+
+
+def test_full_config_decodes_every_kind_of_value() -> None:
+    cfg = load_config(TESTDATA / "full.good.yaml")
+    assert cfg.server.listen_address == "[::1]:0"
+    assert cfg.server.max_compressed_bytes == 1024 * 1024
+    assert cfg.server.max_decompressed_bytes == 8 * 1024 * 1024
+    read, write = cfg.prometheus.remote_read, cfg.prometheus.remote_write
+    assert read.timeout == 90.0  # a plain number is seconds
+    assert read.max_query_range == 86400.0
+    assert read.headers == {"X-Scope-OrgID": "tenant-a"}
+    # Relative file names are resolved against the config file's directory.
+    assert read.bearer_token_file == str(TESTDATA / "secrets" / "token.txt")
+    assert read.tls_config.ca_file == str(TESTDATA / "tls" / "ca.pem")
+    assert read.tls_config.key_file == str(TESTDATA / "tls" / "client.key")
+    assert read.tls_config.server_name == "prometheus.internal"
+    assert write.timeout == 150.0
+    assert write.protobuf_message == RW2_MESSAGE
+    assert write.basic_auth is not None
+    assert write.basic_auth.password_file == str(TESTDATA / "secrets" / "password.txt")
+    queue = write.queue
+    assert (queue.batch_send_deadline, queue.min_backoff, queue.max_backoff) == (0.5, 0.25, 60.0)
+    assert (queue.capacity, queue.retry_on_http_429, queue.flush_deadline) == (500, True, 0.0)
+    assert cfg.ingest.selectors == (
+        parse_selector("up"),
+        parse_selector('node_load1{instance=~"a|b", job!=""}'),
+    )
+
+
+def test_loaded_config_feeds_the_http_helpers() -> None:
+    cfg = load_config(TESTDATA / "full.good.yaml")
+    read_headers = auth_headers(cfg.prometheus.remote_read)
+    assert read_headers["Authorization"] == "Bearer test-token"
+    assert read_headers["X-Scope-OrgID"] == "tenant-a"
+    assert auth_headers(cfg.prometheus.remote_write)["Authorization"].startswith("Basic ")
+
+
+def test_config_is_frozen_all_the_way_down() -> None:
+    cfg = load_config(TESTDATA / "full.good.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.server.listen_address = "x:1"  # type: ignore[misc]
+    assert isinstance(cfg.prometheus.remote_read.headers, MappingProxyType)
+    with pytest.raises(TypeError):
+        cfg.prometheus.remote_read.headers["X"] = "y"  # type: ignore[index]
+
+
+def test_missing_file_and_non_utf8_are_config_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config file: No such file or directory$"):
+        load_config(missing)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"server:\n  listen_address: \xe9\n")
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 26\)$"):
+        load_config(latin1)
+
+
+def test_relative_files_in_a_dict_are_taken_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "token").write_text("t")
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from_dict({"prometheus": {"remote_read": {"bearer_token_file": "token"}}})
+    assert cfg.prometheus.remote_read.bearer_token_file == "token"
+
+
+def test_source_names_the_origin_of_a_dict() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"server": {"max_inflight_requests": -1}}, source="--set")
+    assert str(caught.value) == "--set: server.max_inflight_requests: must be > 0 (got -1)"
+
+
+def test_unknown_key_without_a_close_match_lists_the_keys() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"prometheus": {"remote_read": {"zzz": 1}}}, source="c.yaml")
+    assert str(caught.value) == (
+        "c.yaml: prometheus.remote_read.zzz: unknown key (expected one of url, timeout, headers, basic_auth,"
+        " bearer_token_file, tls_config, max_query_range, concurrency, prefer_streamed)"
+    )
+
+
+# A list of sections, as a later `targets:` key will be: item paths read `targets[1].step`.
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Target:
+    name: str
+    step: PositiveSeconds = 60.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _WithTargets:
+    targets: tuple[_Target, ...] = ()
+
+
+def test_lists_of_sections_decode_with_indexed_paths() -> None:
+    data = {"targets": [{"name": "disk"}, {"name": "cpu", "step": "5m"}]}
+    decoded = decode_section(_WithTargets, data)
+    assert decoded == _WithTargets(targets=(_Target(name="disk"), _Target(name="cpu", step=300.0)))
+    bad = {"targets": [{"name": "disk"}, {"name": "cpu", "step": "0s"}]}
+    with pytest.raises(ConfigError, match=r"^t\.yaml: targets\[1\]\.step: must be > 0 \(got '0s'\)$"):
+        decode_section(_WithTargets, bad, source="t.yaml")
+    typo = {"targets": [{"name": "disk", "stp": "1m"}]}
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.stp: unknown key \(did you mean step\?\)$"):
+        decode_section(_WithTargets, typo, source="t.yaml")
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.name: missing required key$"):
+        decode_section(_WithTargets, {"targets": [{}]}, source="t.yaml")
