@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -43,6 +43,8 @@ class ReceiverMetrics:
     """Counters of the remote-write receiver."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # ``*_created`` series double the exposition and no dashboard of ours reads them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.requests = Counter(
             "requests_total",
             "Remote-write requests received, by protocol message and HTTP status.",

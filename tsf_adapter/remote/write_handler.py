@@ -54,9 +54,10 @@ EXEMPLARS_WRITTEN = "X-Prometheus-Remote-Write-Exemplars-Written"
 
 
 class ReceiverState:
-    """What the handler needs to know about the process: are we stopping?"""
+    """What the handlers need to know about the process: started, and not stopping."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ready: bool = True) -> None:
+        self.ready = ready
         self.stopping = False
 
 

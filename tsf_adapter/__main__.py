@@ -1,0 +1,7 @@
+"""``python -m tsf_adapter`` is the ``tsf-adapter`` command."""
+
+from __future__ import annotations
+
+from tsf_adapter.cli import main
+
+main()

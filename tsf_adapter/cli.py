@@ -1,0 +1,139 @@
+"""Command line: ``tsf-adapter <command>``.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+A startup failure is reported once, on one line, and the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from tsf_adapter import __version__
+from tsf_adapter.app import REGISTRY, build_app
+from tsf_adapter.config import Config, load_config
+from tsf_adapter.errors import ConfigError, SelectorError
+from tsf_adapter.loop import run
+from tsf_adapter.remote.write_handler import ReceiverState
+from tsf_adapter.selector import Selector, parse_selector
+from tsf_adapter.store import Store, TargetSpec
+
+logger = logging.getLogger("tsf_adapter")
+
+# Without a config, the receiver keeps every series it is sent.
+RECEIVE_ALL = '{__name__=~".+"}'
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``tsf-adapter`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code = args.func(args)
+    except (ConfigError, SelectorError) as exc:
+        print(f"tsf-adapter: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tsf-adapter", description="Forecasting daemon for Prometheus.")
+    parser.add_argument("--version", action="version", version=f"tsf-adapter {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    receive = sub.add_parser(
+        "receive",
+        help="run the remote-write receiver alone",
+        description="Run the remote-write receiver and keep the selected series in memory.",
+    )
+    receive.add_argument("--config", type=Path, help="config file (default: built-in defaults)")
+    receive.add_argument("--listen", help="host:port, overrides server.listen_address")
+    receive.add_argument(
+        "--selector",
+        action="append",
+        default=[],
+        help=f"series to keep, repeatable (default: ingest.selectors, else {RECEIVE_ALL})",
+    )
+    receive.add_argument("--step", type=float, default=60.0, help="grid step in seconds (default 60)")
+    receive.set_defaults(func=_cmd_receive)
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("--config", type=Path, required=True)
+    check.set_defaults(func=_cmd_check_config)
+    return parser
+
+
+def _load(path: Path | None) -> Config:
+    return load_config(path) if path is not None else Config()
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(f"{args.config}: ok ({len(config.ingest.selectors)} ingest selectors)")
+    return 0
+
+
+def _cmd_receive(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    texts = args.selector or [str(s) for s in config.ingest.selectors] or [RECEIVE_ALL]
+    selectors = [parse_selector(t) for t in texts]
+    listen = args.listen or config.server.listen_address
+    targets = [TargetSpec(name=f"ingest-{i}", selector=s, step_s=args.step) for i, s in enumerate(selectors)]
+    return run(_serve_receiver(config, Store(targets), selectors, listen))
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``"0.0.0.0:9201"`` → ``("0.0.0.0", 9201)``; ``":9201"`` and ``"[::1]:9201"`` work too."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+async def _serve_receiver(config: Config, store: Store, selectors: Sequence[Selector], listen: str) -> int:
+    state = ReceiverState(ready=False)
+    app = build_app(config, store, selectors=selectors, state=state)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    host, port = split_host_port(listen)
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        logger.error("cannot listen on %s: %s", listen, exc)
+        return 1
+    state.ready = True
+    for address in runner.addresses:
+        logger.info("receiver listening on http://%s:%s/api/v1/write", *address[:2])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    registry = app[REGISTRY]
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=30)
+        except TimeoutError:
+            logger.info(
+                "received %d samples so far; %d series kept",
+                int(registry.get_sample_value("tsf_adapter_receiver_samples_received_total") or 0),
+                store.n_series,
+            )
+    logger.info("stopping: no longer ready, draining requests")
+    state.stopping = True
+    await runner.cleanup()
+    logger.info("stopped")
+    return 0
