@@ -19,7 +19,7 @@ from aiohttp import web
 from tsf_adapter import __version__
 from tsf_adapter.app import REGISTRY, build_app
 from tsf_adapter.config import Config, load_config
-from tsf_adapter.errors import ConfigError, SelectorError
+from tsf_adapter.errors import ConfigError, InputError, SelectorError
 from tsf_adapter.loop import run
 from tsf_adapter.remote.write_handler import ReceiverState
 from tsf_adapter.selector import Selector, parse_selector
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     try:
         code = args.func(args)
-    except (ConfigError, SelectorError) as exc:
+    except (ConfigError, SelectorError, InputError) as exc:
         print(f"tsf-adapter: {exc}", file=sys.stderr)
         code = 2
     sys.exit(code)
@@ -73,7 +73,37 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", type=Path, required=True)
     check.set_defaults(func=_cmd_check_config)
+
+    _add_backtest(sub)
     return parser
+
+
+def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bt = sub.add_parser(
+        "backtest",
+        help="forecast at past origins and score the models",
+        description="Rolling-origin backtest: forecasts at past origins to a CSV, and a summary table.",
+    )
+    bt.add_argument(
+        "--input", action="append", type=Path, default=[], help="timestamp,value CSV (repeatable)"
+    )
+    bt.add_argument("--prometheus", help="read the inputs through remote-read from this Prometheus URL")
+    bt.add_argument("--selector", help="series to read with --prometheus")
+    bt.add_argument("--start", help="with --prometheus: unix seconds or RFC 3339")
+    bt.add_argument("--end", help="with --prometheus: unix seconds or RFC 3339")
+    bt.add_argument("--history", required=True, help="input window per forecast, e.g. 12h")
+    bt.add_argument("--horizon", required=True, help="forecast length, e.g. 6h")
+    bt.add_argument("--origin-every", required=True, help="time between origins, e.g. 1h")
+    start = bt.add_mutually_exclusive_group(required=True)
+    start.add_argument("--start-frac", type=float, help="first origin at this fraction of each series")
+    start.add_argument("--start-origin", type=float, help="first origin at this unix time (seconds)")
+    bt.add_argument("--models", required=True, help="comma-separated model names")
+    bt.add_argument("--out", type=Path, required=True, help="forecasts CSV to write")
+    bt.add_argument("--step", help="grid step (default: each series' median sample interval)")
+    bt.add_argument("--quantiles", default="0.1,0.5,0.9", help="quantiles of quantile models")
+    bt.add_argument("--retrain-every", type=int, help="retrain learning models every N origins")
+    bt.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    bt.set_defaults(func=_cmd_backtest)
 
 
 def _load(path: Path | None) -> Config:
@@ -137,3 +167,9 @@ async def _serve_receiver(config: Config, store: Store, selectors: Sequence[Sele
     await runner.cleanup()
     logger.info("stopped")
     return 0
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from tsf_adapter import backtest
+
+    return backtest.run_command(args)

@@ -5,6 +5,7 @@
     TsfAdapterError
     ├── ConfigError            bad configuration; message names file, dotted key, expectation
     ├── SelectorError          a PromQL series selector that does not parse
+    ├── InputError             input data that cannot be used (missing file, bad CSV, series too short)
     ├── DecodeError            bytes on the wire that are not what they claim (→ HTTP 400)
     │   └── UnsupportedEncodingError   a remote-read chunk encoding we cannot decode
     ├── RemoteError            talking to a remote endpoint failed
@@ -29,6 +30,10 @@ class ConfigError(TsfAdapterError):
 
 class SelectorError(TsfAdapterError, ValueError):
     """A PromQL series selector failed to parse or is not allowed."""
+
+
+class InputError(TsfAdapterError, ValueError):
+    """Input data of a command (e.g. a backtest CSV) cannot be used; ``str()`` is one line for the user."""
 
 
 class DecodeError(TsfAdapterError, ValueError):

@@ -1,0 +1,115 @@
+"""Every model by name, one registry: what ``--models`` in the backtest (and later the daemon) accepts.
+
+A model is built from :class:`ModelOptions` (the run's step, history, horizon,
+quantiles and device), so the caller never needs to know a model's class or
+its constructor. Baselines are plain numpy; the neural names import torch only
+when one is actually built, which keeps ``import tsf_adapter.forecast`` light.
+
+>>> m = create_model("predict_linear", ModelOptions(history_s=3600, horizon_s=600, step_s=60))
+>>> m.name, m.quantiles
+('predict_linear', (0.5,))
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from tsf_adapter.errors import ConfigError
+from tsf_adapter.forecast.base import Forecaster
+from tsf_adapter.forecast.baselines import HoltWinters, LastValue, PredictLinear, SeasonalNaive
+
+DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+NEURAL_MODELS: tuple[str, ...] = ("lstm", "gru", "transformer", "auto")
+DEFAULT_MODEL = "lstm"
+SEASON_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelOptions:
+    """What every model factory may use; a model ignores what it does not need."""
+
+    history_s: float
+    horizon_s: float
+    step_s: float
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+    device: str = "cpu"
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """How to build one model, and how much past it needs at each forecast.
+
+    ``window_s`` defaults to the history; seasonal naive needs a whole season
+    behind the origin whatever the history is, or it would have nothing to copy.
+    """
+
+    build: Callable[[ModelOptions], Forecaster]
+    window_s: Callable[[ModelOptions], float] = lambda o: o.history_s
+
+
+def _seasonal_window(o: ModelOptions) -> float:
+    return max(o.history_s, SEASON_S)
+
+
+MODELS: dict[str, ModelSpec] = {
+    # predict_linear over the history is what an alert rule `predict_linear(x[12h], 6h)` computes.
+    "predict_linear": ModelSpec(lambda o: PredictLinear(range_s=o.history_s)),
+    "holt_winters": ModelSpec(lambda o: HoltWinters()),
+    "last_value": ModelSpec(lambda o: LastValue()),
+    "seasonal_naive": ModelSpec(lambda o: SeasonalNaive(SEASON_S), _seasonal_window),
+}
+
+
+def register_model(name: str, spec: ModelSpec) -> None:
+    """Add (or replace) a model; tests use it to plug in recording models."""
+    MODELS[name] = spec
+
+
+def _neural(name: str) -> ModelSpec:
+    """The neural models are built by ``tsf_adapter.forecast.neural`` once the engine is installed."""
+
+    def build(options: ModelOptions) -> Forecaster:
+        try:
+            module = importlib.import_module("tsf_adapter.forecast.neural")
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"model {name!r} needs the neural engine ({exc.name} is missing from this build); "
+                f"baselines: {', '.join(sorted(MODELS))}"
+            ) from None
+        model: Forecaster = module.build(name, options)
+        return model
+
+    return ModelSpec(build)
+
+
+for _name in NEURAL_MODELS:
+    MODELS.setdefault(_name, _neural(_name))
+
+
+def check_models(names: Iterable[str]) -> list[str]:
+    """The names, deduplicated in order; ``ConfigError`` for an unknown one, listing the known ones."""
+    out: list[str] = []
+    for name in names:
+        if name not in MODELS:
+            raise ConfigError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ConfigError("no models given")
+    return out
+
+
+def create_model(name: str, options: ModelOptions) -> Forecaster:
+    """Build the named model; ``ConfigError`` when the name is unknown or cannot be built here."""
+    check_models([name])
+    model = MODELS[name].build(options)
+    return model
+
+
+def model_window_s(name: str, options: ModelOptions) -> float:
+    """Seconds of past the named model is given at each forecast origin."""
+    check_models([name])
+    return MODELS[name].window_s(options)
