@@ -505,7 +505,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[list[InputSeries], dict[str, 
     return asyncio.run(read_prometheus(args.prometheus, parse_selector(args.selector), start, end))
 
 
-def run_command(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
+def run_command(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     """``tsf-adapter backtest``: forecasts to ``--out``, the summary table to stdout."""
     spec = spec_from_args(args)
     inputs, labels = load_inputs(args)
@@ -516,6 +516,7 @@ def run_command(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
         raise InputError(f"{args.out}: cannot write: {exc.strerror}") from None
     with handle:
         result = run_backtest(inputs, spec, handle, labels=labels)
+    stdout = stdout or sys.stdout
     print(summary_table(score_all(result.forecasts, result.inputs)), file=stdout)
     print(f"\n{result.rows_written} rows written to {args.out} in {result.elapsed_s:.1f}s", file=stdout)
     return 0

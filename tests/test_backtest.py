@@ -1,0 +1,358 @@
+"""The backtest contract: output header and rows, origins, no leakage, retraining, errors, scoring."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tsf_adapter import cli
+from tsf_adapter.backtest import (
+    BacktestSpec,
+    at_samples,
+    grid_values,
+    median_step_ms,
+    origins,
+    run_backtest,
+    score_all,
+    summary_table,
+)
+from tsf_adapter.csvio import (
+    FORECAST_HEADER,
+    InputSeries,
+    read_forecasts_csv,
+    read_series_csv,
+    write_series_csv,
+)
+from tsf_adapter.errors import ConfigError
+from tsf_adapter.forecast.base import GridBatch
+from tsf_adapter.forecast.registry import MODELS, ModelOptions, ModelSpec
+
+H = 3600
+
+
+def write_csv(path: Path, stamps_s: list[int] | np.ndarray, values: list[float] | np.ndarray) -> Path:
+    write_series_csv(path, np.asarray(stamps_s, dtype=np.int64) * 1000, np.asarray(values, dtype=np.float64))
+    return path
+
+
+def ramp(path: Path, start_s: int, n: int, step_s: int, jitter: bool = False) -> Path:
+    """Samples whose value is their own timestamp in seconds: leakage shows as a value > origin."""
+    stamps = start_s + step_s * np.arange(n)
+    if jitter:
+        stamps = stamps + (np.arange(n) * 7919) % 11 - 5
+    return write_csv(path, stamps, stamps.astype(np.float64))
+
+
+class Recorder:
+    """Learns nothing; records the newest sample it was shown in fit and predict.
+
+    Its forecast is the grid step's own timestamp in seconds plus ``quantile - 0.5``, so
+    after interpolation each row's value tells exactly which timestamp it was mapped to.
+    """
+
+    NEEDS_FIT: ClassVar[bool] = True
+    QUANTILES: ClassVar[bool] = True
+    name = "recorder"
+    log: ClassVar[list[tuple[str, int, float]]] = []
+
+    def __init__(self, options: ModelOptions) -> None:
+        self.quantiles = options.quantiles
+
+    def fit(self, batch: GridBatch) -> None:
+        self.log.append(("fit", batch.end_ms, float(np.nanmax(batch.values))))
+
+    def predict(self, batch: GridBatch, horizon_steps: int) -> np.ndarray:
+        self.log.append(("predict", batch.end_ms, float(np.nanmax(batch.values))))
+        ts = batch.horizon_timestamps_ms(horizon_steps) / 1000.0
+        q = np.asarray(self.quantiles)[:, None] - 0.5
+        out: np.ndarray = (ts[None, :] + q)[None, :, :]
+        return out
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> type[Recorder]:
+    Recorder.log = []
+    monkeypatch.setitem(MODELS, "recorder", ModelSpec(Recorder))
+    return Recorder
+
+
+def spec(**kw: object) -> BacktestSpec:
+    base: dict[str, object] = {
+        "history_s": 2 * H,
+        "horizon_s": H,
+        "origin_every_s": H,
+        "start_frac": 0.5,
+        "models": ("last_value",),
+    }
+    base.update(kw)
+    return BacktestSpec(**base)  # type: ignore[arg-type]
+
+
+def run(inputs: list[InputSeries], s: BacktestSpec) -> tuple[list[list[str]], object]:
+    out = io.StringIO()
+    result = run_backtest(inputs, s, out, progress=None)
+    return list(csv.reader(io.StringIO(out.getvalue()))), result
+
+
+# --- origins ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first_s", "last_s", "frac", "expected_s"),
+    [
+        # 0.5 of [0, 10h] is 5h, already a whole hour: kept; then while origin + 1h <= 10h.
+        (0, 10 * H, 0.5, [5 * H, 6 * H, 7 * H, 8 * H, 9 * H]),
+        # 0.5 of [1000, 10h] lies past 5h: rounded UP to 6h, never down.
+        (1000, 10 * H, 0.5, [6 * H, 7 * H, 8 * H, 9 * H]),
+        # Rounding is to multiples of unix time, not of the series' start.
+        (1800, 4 * H + 1800, 0.0, [H, 2 * H, 3 * H]),
+        # The last origin needs the whole horizon inside the data.
+        (0, 10 * H - 1, 0.5, [5 * H, 6 * H, 7 * H, 8 * H]),
+        # Nothing fits.
+        (0, 5 * H, 0.9, []),
+    ],
+)
+def test_origins_round_up_and_stop_at_horizon(
+    first_s: int, last_s: int, frac: float, expected_s: list[int]
+) -> None:
+    got = origins(np.array([first_s * 1000, last_s * 1000]), spec(start_frac=frac))
+    assert got.tolist() == [e * 1000 for e in expected_s]
+
+
+def test_origins_from_start_origin_are_not_rounded() -> None:
+    got = origins(np.array([0, 5 * H * 1000]), spec(start_frac=None, start_origin_s=H + 30.0))
+    assert got.tolist() == [(H + 30) * 1000, (2 * H + 30) * 1000, (3 * H + 30) * 1000]
+
+
+def test_median_step_rounds_to_whole_seconds() -> None:
+    assert median_step_ms(np.array([0, 299_600, 600_100, 900_000])) == 300_000
+    assert median_step_ms(np.array([0, 100])) == 1000
+
+
+# --- output rows --------------------------------------------------------------------------------
+
+
+def test_header_and_one_row_per_input_sample_in_each_horizon(
+    tmp_path: Path, recorder: type[Recorder]
+) -> None:
+    s = read_series_csv(ramp(tmp_path / "disk.csv", 0, 121, 300, jitter=True))
+    rows, _ = run([s], spec(models=("last_value", "recorder"), step_s=300.0))
+    assert tuple(rows[0]) == FORECAST_HEADER
+    body = rows[1:]
+    stamps = s.timestamps_ms // 1000
+    for o in origins(s.timestamps_ms, spec()) // 1000:
+        expected = stamps[(stamps > o) & (stamps <= o + H)].tolist()
+        for model, qs in (("last_value", ["0.5"]), ("recorder", ["0.1", "0.5", "0.9"])):
+            for q in qs:
+                got = [int(r[3]) for r in body if r[1] == model and int(r[2]) == o and r[4] == q]
+                assert got == expected, (model, o, q)
+    assert {r[0] for r in body} == {"disk"}
+    assert {r[4] for r in body if r[1] == "last_value"} == {"0.5"}
+
+
+def test_forecasts_are_interpolated_linearly_between_grid_steps(
+    tmp_path: Path, recorder: type[Recorder]
+) -> None:
+    s = read_series_csv(ramp(tmp_path / "disk.csv", 0, 121, 300, jitter=True))
+    rows, _ = run([s], spec(models=("recorder",), step_s=300.0))
+    for r in rows[1:]:
+        origin, t, q, v = int(r[2]), int(r[3]), float(r[4]), float(r[5])
+        first_step = (origin // 300 + 1) * 300
+        # The recorder forecasts each step's own timestamp: interpolation returns the sample's
+        # timestamp, except before the first forecast step, which holds that step's value.
+        assert v == pytest.approx(max(t, first_step) + q - 0.5)
+
+
+def test_point_forecast_values_match_the_model(tmp_path: Path) -> None:
+    stamps = np.arange(0, 6 * H + 1, 600)
+    s = read_series_csv(write_csv(tmp_path / "x.csv", stamps, 2.0 * stamps))
+    rows, _ = run([s], spec(models=("predict_linear", "last_value"), history_s=H, start_frac=0.2))
+    for r in rows[1:]:
+        origin, t, v = int(r[2]), int(r[3]), float(r[5])
+        expected = 2.0 * t if r[1] == "predict_linear" else 2.0 * origin
+        assert v == pytest.approx(expected)
+
+
+# --- no leakage -----------------------------------------------------------------------------------
+
+
+def test_models_never_see_samples_after_the_origin(tmp_path: Path, recorder: type[Recorder]) -> None:
+    # Origins at 30-minute offsets from the 5-minute grid and a jittered series: the grid
+    # step that holds the origin also holds samples after it, which must stay hidden.
+    s = read_series_csv(ramp(tmp_path / "disk.csv", 7, 200, 300, jitter=True))
+    sp = spec(models=("recorder",), start_frac=None, start_origin_s=4 * H + 150.0, step_s=300.0)
+    run([s], sp)
+    fits = [e for e in recorder.log if e[0] == "fit"]
+    predicts = [e for e in recorder.log if e[0] == "predict"]
+    all_origins = origins(s.timestamps_ms, sp) // 1000
+    assert len(fits) == 1
+    assert len(predicts) == len(all_origins)
+    stamps = s.timestamps_ms // 1000
+
+    def newest_usable(o: int) -> int:
+        # The window ends at the last grid step at or before the origin.
+        return int(stamps[stamps <= o // 300 * 300].max())
+
+    for (_, _, seen), o in zip(predicts, all_origins, strict=True):
+        assert seen <= o
+        assert seen == newest_usable(o)
+    # Training sees only samples up to the first origin.
+    assert fits[0][2] == newest_usable(all_origins[0])
+
+
+def test_retrain_every_n_origins_sees_data_up_to_that_origin(
+    tmp_path: Path, recorder: type[Recorder]
+) -> None:
+    s = read_series_csv(ramp(tmp_path / "disk.csv", 0, 300, 60))
+    sp = spec(models=("recorder",), start_frac=0.0, history_s=600.0, horizon_s=600.0, origin_every_s=600.0)
+    all_origins = origins(s.timestamps_ms, sp) // 1000
+    for n in (1, 2, 3):
+        recorder.log.clear()
+        run([s], spec(retrain_every=n, **_args(sp)))
+        fits = [seen for kind, _, seen in recorder.log if kind == "fit"]
+        # Samples lie on the grid here, so each fit sees exactly up to its origin.
+        assert fits == [float(o) for o in all_origins[::n]]
+
+
+def _args(sp: BacktestSpec) -> dict[str, object]:
+    return {
+        "models": sp.models,
+        "start_frac": sp.start_frac,
+        "history_s": sp.history_s,
+        "horizon_s": sp.horizon_s,
+        "origin_every_s": sp.origin_every_s,
+    }
+
+
+# --- grid and interpolation kernels ----------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(0, 2000), min_size=1, max_size=40, unique=True),
+    st.integers(0, 2100),
+    st.integers(-50, 2000),
+    st.integers(1, 30),
+    st.integers(1, 200),
+)
+def test_grid_values_match_a_reference(stamps: list[int], cutoff: int, first: int, n: int, step: int) -> None:
+    ts = np.array(sorted(stamps), dtype=np.int64)
+    vs = ts.astype(np.float64) * 10
+    got = grid_values(ts, vs, cutoff, first, n, step)
+    for j in range(n):
+        t = first + j * step
+        inside = [v for s, v in zip(ts, vs, strict=True) if t - step < s <= t and s <= cutoff]
+        expected = inside[-1] if inside else math.nan
+        assert got[j] == expected or (math.isnan(got[j]) and math.isnan(expected))
+
+
+def test_at_samples_holds_the_first_step_and_interpolates_after() -> None:
+    grid = np.array([100, 200], dtype=np.int64)
+    out = at_samples(grid, np.array([[1.0, 3.0]]), np.array([50, 100, 150, 200], dtype=np.int64))
+    assert out.tolist() == [[1.0, 1.0, 2.0, 3.0]]
+
+
+# --- errors: one line, exit 2 -----------------------------------------------------------------------
+
+
+def cli_args(tmp_path: Path, *inputs: Path, models: str = "last_value") -> list[str]:
+    args = ["backtest"]
+    for p in inputs:
+        args += ["--input", str(p)]
+    return [
+        *args,
+        *("--history", "2h", "--horizon", "1h", "--origin-every", "1h", "--start-frac", "0.5"),
+        *("--models", models, "--out", str(tmp_path / "out.csv")),
+    ]
+
+
+def fail(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(cli_args(tmp_path, tmp_path / "nope.csv"), capsys)
+    assert err == f"tsf-adapter: {tmp_path / 'nope.csv'}: no such file"
+
+
+def test_bad_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "bad.csv"
+    p.write_text("time,val\n1,2\n")
+    err = fail(cli_args(tmp_path, p), capsys)
+    assert err == f"tsf-adapter: {p}: header must be 'timestamp,value' (got 'time,val')"
+
+
+def test_bad_value_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "bad.csv"
+    p.write_text("timestamp,value\n1,2\n2,abc\n")
+    assert fail(cli_args(tmp_path, p), capsys) == f"tsf-adapter: {p}:3: bad value 'abc'"
+
+
+def test_too_short_series(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = ramp(tmp_path / "short.csv", 0, 10, 300)
+    err = fail(cli_args(tmp_path, p), capsys)
+    assert err.startswith("tsf-adapter: short: too short: 0.8h of samples leave no origin")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_unknown_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = ramp(tmp_path / "ok.csv", 0, 200, 300)
+    err = fail(cli_args(tmp_path, p, models="last_value,prophet"), capsys)
+    assert err.startswith("tsf-adapter: unknown model 'prophet' (known: predict_linear, ")
+
+
+def test_spec_rejects_bad_settings() -> None:
+    with pytest.raises(ConfigError, match="exactly one of --start-frac and --start-origin"):
+        spec(start_origin_s=5.0)
+    with pytest.raises(ConfigError, match="--quantiles must be increasing"):
+        spec(quantiles=(0.9, 0.1))
+    with pytest.raises(ConfigError, match="--retrain-every must be >= 1"):
+        spec(retrain_every=0)
+
+
+# --- the whole command, and scoring from the file -----------------------------------------------------
+
+
+def test_command_writes_file_and_summary_and_scores_reproduce_from_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = np.arange(0, 48 * H, 300)
+    daily = 100 + 10 * np.sin(2 * np.pi * t / 86_400)
+    a = write_csv(tmp_path / "a.csv", t, daily)
+    b = write_csv(tmp_path / "b.csv", t + 13, 5 + np.cos(t / 5000.0))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(cli_args(tmp_path, a, b, models="predict_linear,last_value,seasonal_naive,holt_winters"))
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "| model | MAE | MASE |" in out
+    for model in ("predict_linear", "last_value", "seasonal_naive", "holt_winters"):
+        assert f"| {model} |" in out
+    inputs = {s.name: s for s in (read_series_csv(a), read_series_csv(b))}
+    from_file = score_all(read_forecasts_csv(tmp_path / "out.csv"), inputs)
+    assert summary_table(from_file) in out
+    by = {(s.series, s.model): s for s in from_file}
+    # A daily cycle: the value one day back beats holding the last value over an hour ahead.
+    assert by[("a", "seasonal_naive")].mae < by[("a", "last_value")].mae
+    assert all(s.missing == 0.0 for s in from_file)
+
+
+def test_csv_round_trip_is_exact(tmp_path: Path) -> None:
+    stamps = np.array([1_700_000_000_000, 1_700_000_000_500, 1_700_000_060_000], dtype=np.int64)
+    values = np.array([0.1, -1e300, math.nan])
+    write_series_csv(tmp_path / "s.csv", stamps, values)
+    back = read_series_csv(tmp_path / "s.csv")
+    assert back.timestamps_ms.tolist() == stamps.tolist()
+    assert np.array_equal(back.values, values, equal_nan=True)
