@@ -1,0 +1,299 @@
+"""Forecast accuracy on real data and on the storage-quota simulator, scored from the forecasts files.
+
+Usage::
+
+    python -m bench.accuracy                        # all models that can run here
+    python -m bench.accuracy --models lstm,predict_linear,last_value --default lstm
+
+Real data (/work/shared/data/real, read at run time, never copied): series longer
+than 4 days get 12h history / 6h horizon / hourly origins from 0.6 of each
+series; shorter ones 3h / 1h / 15-minute origins. The simulator (seeded) gets
+12h / 6h / hourly origins from 0.6.
+
+Everything is computed from the forecasts CSVs the backtest writes (the same
+files a user gets), joined to the inputs by timestamp:
+
+* geometric mean over series of MAE(model) / MAE(predict_linear over the
+  history range) and / MAE(last value);
+* p10–p90 coverage (mean over series);
+* quota alerts on the simulator: at each origin where the user is not already
+  at the quota, "crosses the quota within the horizon" is predicted when the
+  forecast's highest quantile (p90 for quantile models, the point forecast
+  otherwise, i.e. ``predict_linear(used[12h], t) >= quota`` for predict_linear)
+  reaches the quota anywhere in the horizon; scored against the simulator's
+  ground truth as precision / recall / F1.
+
+Prints markdown tables for BENCHMARKS.md and checks the goals for the default model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tsf_adapter.backtest import BacktestSpec, run_backtest, score_all
+from tsf_adapter.csvio import ForecastRows, InputSeries, read_forecasts_csv, read_series_csv
+from tsf_adapter.errors import ConfigError
+from tsf_adapter.forecast.metrics import geometric_mean
+from tsf_adapter.forecast.registry import MODELS, ModelOptions, create_model
+from tsf_adapter.simulate import SimConfig, Simulation, simulate
+
+REAL = Path("/work/shared/data/real")
+LONG_S = 4 * 86_400
+H = 3600.0
+BASELINES = ("predict_linear", "holt_winters", "last_value", "seasonal_naive")
+
+
+def available_models() -> list[str]:
+    """Every registered model that can be built in this environment (neural ones need their engine)."""
+    options = ModelOptions(history_s=H, horizon_s=H, step_s=60.0)
+    out = []
+    for name in MODELS:
+        try:
+            create_model(name, options)
+        except ConfigError:
+            continue
+        out.append(name)
+    return out
+
+
+def run_set(
+    inputs: Sequence[InputSeries], spec: BacktestSpec, out: Path
+) -> tuple[list[ForecastRows], dict[str, InputSeries]]:
+    """Backtest to ``out``, then read the file back: every number below comes from the file."""
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        run_backtest(inputs, spec, handle)
+    return read_forecasts_csv(out), {s.name: s for s in inputs}
+
+
+@dataclass(frozen=True, slots=True)
+class Accuracy:
+    model: str
+    series: int
+    vs_predict_linear: float
+    vs_last_value: float
+    coverage: float
+
+
+def accuracy(
+    forecasts: list[ForecastRows], inputs: dict[str, InputSeries], models: Sequence[str]
+) -> list[Accuracy]:
+    scores = score_all(forecasts, inputs)
+    mae = {(s.series, s.model): s.mae for s in scores}
+    cov = {(s.series, s.model): s.coverage for s in scores}
+    names = sorted({s.series for s in scores})
+    out = []
+    for m in models:
+
+        def ratio(base: str, m: str = m) -> float:
+            r = [mae[(n, m)] / mae[(n, base)] for n in names if (n, m) in mae and (n, base) in mae]
+            return geometric_mean([x for x in r if math.isfinite(x)])
+
+        c = [cov[(n, m)] for n in names if (n, m) in cov and not math.isnan(cov[(n, m)])]
+        out.append(
+            Accuracy(
+                m,
+                len(names),
+                ratio("predict_linear"),
+                ratio("last_value"),
+                float(np.mean(c)) if c else math.nan,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Alerts:
+    model: str
+    signal: str
+    evaluated: int
+    positives: int
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else math.nan
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
+def quota_alerts(forecasts: list[ForecastRows], sim: Simulation, horizon_ms: int) -> list[Alerts]:
+    """Alert when the forecast's top quantile reaches the quota within the horizon, per (series, origin)."""
+    index = {sim.name(i): i for i in range(sim.n_series)}
+    tallies: dict[str, list[int]] = {}
+    signals: dict[str, str] = {}
+    for f in forecasts:
+        i = index[f.series]
+        top = f.values[:, -1]  # highest quantile column
+        signals[f.model] = f"p{round(100 * f.quantiles[-1])}" if len(f.quantiles) > 1 else "point"
+        origins = np.unique(f.origins_ms)
+        ahead, full_now = sim.crossings(origins, horizon_ms)
+        quota = sim.quota[i, 0]
+        # Max of the top quantile per origin: any row reaching the quota raises the alert.
+        pos = np.searchsorted(origins, f.origins_ms)
+        peak = np.full(len(origins), -np.inf)
+        np.maximum.at(peak, pos, np.where(np.isnan(top), -np.inf, top))
+        alert = peak >= quota
+        use = ~full_now[i]
+        truth = ahead[i][use]
+        said = alert[use]
+        t = tallies.setdefault(f.model, [0, 0, 0, 0, 0])
+        t[0] += int(use.sum())
+        t[1] += int(truth.sum())
+        t[2] += int((said & truth).sum())
+        t[3] += int((said & ~truth).sum())
+        t[4] += int((~said & truth).sum())
+    return [Alerts(m, signals[m], *t) for m, t in tallies.items()]
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "-" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def accuracy_table(title: str, rows: list[Accuracy]) -> str:
+    lines = [
+        f"**{title}** ({rows[0].series if rows else 0} series)",
+        "",
+        "| model | MAE ÷ predict_linear | MAE ÷ last_value | p10–p90 coverage |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.model} | {_f(r.vs_predict_linear)} | {_f(r.vs_last_value)} | {_f(r.coverage)} |" for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def alerts_table(rows: list[Alerts]) -> str:
+    lines = [
+        "**Quota simulator: 'crosses the quota within 6h' alerts**",
+        "",
+        "| model | signal | origins | crossings | precision | recall | F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.model} | {r.signal} | {r.evaluated} | {r.positives} | {_f(r.precision)} | {_f(r.recall)} "
+        f"| {_f(r.f1)} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def goals(default: str, real: list[Accuracy], alerts: list[Alerts]) -> list[str]:
+    mine = next((r for r in real if r.model == default), None)
+    by = {a.model: a for a in alerts}
+    out = [f"Goals for {default}:"]
+    if mine is not None:
+        r = mine.vs_predict_linear
+        out.append(f"- MAE ÷ predict_linear ≤ 0.65: {_f(r)} {_ok(r <= 0.65)}")
+        out.append(f"- MAE ÷ last_value ≤ 0.9: {_f(mine.vs_last_value)} {_ok(mine.vs_last_value <= 0.9)}")
+        out.append(f"- coverage 0.72–0.88: {_f(mine.coverage)} {_ok(0.72 <= mine.coverage <= 0.88)}")
+    if default in by and "predict_linear" in by:
+        a, pl = by[default], by["predict_linear"]
+        ok = a.f1 >= 3 * pl.f1 and a.precision >= 0.5
+        out.append(
+            f"- quota F1 ≥ 3 × predict_linear's ({_f(pl.f1)}) with precision ≥ 0.5: "
+            f"F1 {_f(a.f1)}, precision {_f(a.precision)} {_ok(ok)}"
+        )
+    return out
+
+
+def _ok(flag: bool) -> str:
+    return "(met)" if flag else "(NOT met)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", help="comma-separated (default: every model that can run here)")
+    parser.add_argument("--default", default="lstm", help="the model the goals are checked for")
+    parser.add_argument("--data", type=Path, default=REAL)
+    parser.add_argument("--out-dir", type=Path, help="keep forecasts files here (default: a temp dir)")
+    parser.add_argument("--seed", type=int, default=0, help="simulator seed")
+    parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--skip-sim", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+
+    models = args.models.split(",") if args.models else available_models()
+    for base in ("predict_linear", "last_value"):
+        if base not in models:
+            models.append(base)
+    default = args.default if args.default in models else models[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = args.out_dir or Path(tmp)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report: list[str] = [f"Models: {', '.join(models)}; default {default}", ""]
+        started = time.monotonic()
+        real_rows: list[Accuracy] = []
+        if not args.skip_real:
+            inputs = [read_series_csv(p) for p in sorted(args.data.glob("*.csv"))]
+            long = [s for s in inputs if s.timestamps_ms[-1] - s.timestamps_ms[0] > LONG_S * 1000]
+            short = [s for s in inputs if s not in long]
+            for title, group, (hist, hor, every) in (
+                ("Real data, > 4 days: 12h history, 6h horizon, hourly origins from 0.6", long, (12, 6, 1)),
+                (
+                    "Real data, ≤ 4 days: 3h history, 1h horizon, 15-minute origins from 0.6",
+                    short,
+                    (3, 1, 0.25),
+                ),
+            ):
+                spec = BacktestSpec(
+                    history_s=hist * H,
+                    horizon_s=hor * H,
+                    origin_every_s=every * H,
+                    start_frac=0.6,
+                    models=tuple(models),
+                    device=args.device,
+                )
+                tag = "long" if group is long else "short"
+                forecasts, by_name = run_set(group, spec, out_dir / f"real_{tag}.csv")
+                rows = accuracy(forecasts, by_name, models)
+                if group is long:
+                    real_rows = rows
+                report += [accuracy_table(title, rows), ""]
+        alert_rows: list[Alerts] = []
+        if not args.skip_sim:
+            sim = simulate(SimConfig(seed=args.seed))
+            paths = sim.write_csvs(out_dir / "sim")
+            spec = BacktestSpec(
+                history_s=12 * H,
+                horizon_s=6 * H,
+                origin_every_s=H,
+                start_frac=0.6,
+                models=tuple(models),
+                device=args.device,
+            )
+            forecasts, by_name = run_set([read_series_csv(p) for p in paths], spec, out_dir / "sim.csv")
+            report += [
+                accuracy_table(
+                    f"Quota simulator (seed {args.seed}): 12h / 6h / hourly from 0.6",
+                    accuracy(forecasts, by_name, models),
+                ),
+                "",
+            ]
+            alert_rows = quota_alerts(forecasts, sim, round(6 * H * 1000))
+            report += [alerts_table(alert_rows), ""]
+        report += goals(default, real_rows, alert_rows)
+        report.append(f"\n(ran in {time.monotonic() - started:.0f}s)")
+        print("\n".join(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
