@@ -50,8 +50,13 @@ class ModelSpec:
     window_s: Callable[[ModelOptions], float] = lambda o: o.history_s
 
 
+def _season_s(o: ModelOptions) -> float:
+    """A day as a whole number of grid steps: a 57s grid (as some exporters have) gets 1516 steps."""
+    return max(1, round(SEASON_S / o.step_s)) * o.step_s
+
+
 def _seasonal_window(o: ModelOptions) -> float:
-    return max(o.history_s, SEASON_S)
+    return max(o.history_s, _season_s(o))
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -59,7 +64,7 @@ MODELS: dict[str, ModelSpec] = {
     "predict_linear": ModelSpec(lambda o: PredictLinear(range_s=o.history_s)),
     "holt_winters": ModelSpec(lambda o: HoltWinters()),
     "last_value": ModelSpec(lambda o: LastValue()),
-    "seasonal_naive": ModelSpec(lambda o: SeasonalNaive(SEASON_S), _seasonal_window),
+    "seasonal_naive": ModelSpec(lambda o: SeasonalNaive(_season_s(o)), _seasonal_window),
 }
 
 
