@@ -131,12 +131,13 @@ class StackedLSTMLayer(Stacked):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m, b, steps, _ = x.shape  # x: [M, B, L, in]
-        xp = stacked_linear(x, self.w_ih, self.b_ih)  # [M, B, L, 4H]
+        # unbind, not xp[:, :, t]: each indexing's backward would zero-fill all of xp (O(L^2)).
+        xs = stacked_linear(x, self.w_ih, self.b_ih).unbind(dim=2)  # L x [M, B, 4H]
         h = x.new_zeros(m, b, self.hidden)  # [M, B, H]
         c = x.new_zeros(m, b, self.hidden)  # [M, B, H]
         outs = []
         for t in range(steps):
-            gates = xp[:, :, t] + torch.baddbmm(self.b_hh[:, None, :], h, self.w_hh)  # [M, B, 4H]
+            gates = xs[t] + torch.baddbmm(self.b_hh[:, None, :], h, self.w_hh)  # [M, B, 4H]
             i, f, g, o = gates.chunk(4, dim=-1)  # 4 x [M, B, H]
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # [M, B, H]
             h = torch.sigmoid(o) * torch.tanh(c)  # [M, B, H]
@@ -158,12 +159,12 @@ class StackedGRULayer(Stacked):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m, b, steps, _ = x.shape  # x: [M, B, L, in]
-        xp = stacked_linear(x, self.w_ih, self.b_ih)  # [M, B, L, 3H]
+        xs = stacked_linear(x, self.w_ih, self.b_ih).unbind(dim=2)  # L x [M, B, 3H]
         h = x.new_zeros(m, b, self.hidden)  # [M, B, H]
         outs = []
         for t in range(steps):
             hp = torch.baddbmm(self.b_hh[:, None, :], h, self.w_hh)  # [M, B, 3H]
-            xr, xz, xn = xp[:, :, t].chunk(3, dim=-1)  # 3 x [M, B, H]
+            xr, xz, xn = xs[t].chunk(3, dim=-1)  # 3 x [M, B, H]
             hr, hz, hn = hp.chunk(3, dim=-1)  # 3 x [M, B, H]
             r = torch.sigmoid(xr + hr)  # [M, B, H]
             z = torch.sigmoid(xz + hz)  # [M, B, H]
