@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from tsf_adapter.forecast import features
 from tsf_adapter.forecast.features import (
     N_COVARIATES,
     FeatureConfig,
@@ -160,3 +162,7 @@ def test_covariates_in_windows_follow_the_grid_clock() -> None:
     src = WindowSource(np.zeros((1, 48)), MONDAY, 3600.0, cfg)
     x = src.grid(torch.tensor([24])).x[0, 0]  # inputs are hours 20..23
     np.testing.assert_allclose(x[-1, 2].item(), math.sin(2 * math.pi * 23 / 24), atol=1e-6)
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(features).failed == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from tsf_adapter.forecast import nets
 from tsf_adapter.forecast.nets import (
     ForecastNet,
     NetConfig,
@@ -187,3 +189,7 @@ def test_reset_parameters_wants_one_seed_per_model() -> None:
     net = ForecastNet(_config("lstm"), n_models=2)
     with pytest.raises(ValueError, match="1 seeds for a stack of 2"):
         reset_parameters(net, [1])
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(nets).failed == 0

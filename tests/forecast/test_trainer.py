@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,8 +13,16 @@ import pytest
 import torch
 
 from tsf_adapter.errors import TrainingError
+from tsf_adapter.forecast import trainer
 from tsf_adapter.forecast.features import FeatureConfig
-from tsf_adapter.forecast.trainer import TrainConfig, fit, predict, select_device, series_seed
+from tsf_adapter.forecast.trainer import (
+    NeuralForecaster,
+    TrainConfig,
+    fit,
+    predict,
+    select_device,
+    series_seed,
+)
 from tsf_adapter.series import Labels, make_labels
 
 HOUR = 3600.0
@@ -225,3 +234,31 @@ def test_series_seed_is_stable_and_distinct() -> None:
     assert series_seed(0, a) == series_seed(0, a)
     assert len({series_seed(0, a), series_seed(0, b), series_seed(1, a)}) == 3
     assert series_seed(0, a) == 759447053730471855  # stable across processes and releases
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """The fields of the store's GridBatch that the adapter reads."""
+
+    labels: tuple[Labels, ...]
+    values: npt.NDArray[np.float64]
+    start_s: float
+    step_s: float
+
+
+def test_neural_forecaster_fits_warm_starts_and_pads_the_horizon() -> None:
+    labels = tuple(_labels(2))
+    values = _daily(2, 24 * 6)
+    model = NeuralForecaster(TINY)
+    assert model.NEEDS_FIT and model.QUANTILES
+    assert np.isnan(model.predict(Grid(labels, values, 0.0, HOUR), 3)).all()  # not fitted yet
+    model.fit(Grid(labels, values, 0.0, HOUR))
+    model.fit(Grid(labels, values, 0.0, HOUR))
+    assert model.last_report is not None and model.last_report.warm_started == 2
+    out = model.predict(Grid(labels, values, 0.0, HOUR), 6)  # trained horizon is 4
+    assert out.shape == (2, 3, 6) and out.dtype == np.float64
+    assert np.isfinite(out[..., :4]).all() and np.isnan(out[..., 4:]).all()
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(trainer).failed == 0

@@ -32,7 +32,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -236,6 +236,70 @@ def predict(
             res[no_input] = np.nan
             out[idx] = res
     return out
+
+
+class GridLike(Protocol):
+    """What :class:`NeuralForecaster` reads from a batch (``forecast.base.GridBatch`` has it)."""
+
+    @property
+    def labels(self) -> tuple[Labels, ...]: ...
+    @property
+    def values(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def start_s(self) -> float: ...
+    @property
+    def step_s(self) -> float: ...
+
+
+class NeuralForecaster:
+    """The ``Forecaster`` contract over :func:`fit` / :func:`predict`; each ``fit`` warm-starts.
+
+    >>> cfg = TrainConfig(features=FeatureConfig(input_steps=24, horizon_steps=6), device="cpu")
+    >>> NeuralForecaster(cfg).name, NeuralForecaster(cfg).quantiles
+    ('lstm', (0.1, 0.5, 0.9))
+    """
+
+    NEEDS_FIT: ClassVar[bool] = True
+    QUANTILES: ClassVar[bool] = True
+
+    def __init__(
+        self, config: TrainConfig, *, name: str | None = None, clock: Clock = time.monotonic
+    ) -> None:
+        self.config = config
+        self.name = name or config.model
+        self.quantiles = config.quantiles
+        self.clock = clock
+        self.state: ModelState | None = None
+        self.last_report: FitReport | None = None
+
+    def fit(self, batch: GridLike) -> None:
+        self.state, self.last_report = fit(
+            batch.labels,
+            batch.values,
+            batch.start_s,
+            batch.step_s,
+            self.config,
+            previous=self.state,
+            clock=self.clock,
+        )
+
+    def predict(self, batch: GridLike, horizon_steps: int) -> npt.NDArray[np.float64]:
+        """Forecasts [series, quantiles, horizon_steps]; steps beyond the trained horizon are NaN."""
+        out = np.full((len(batch.labels), len(self.quantiles), horizon_steps), np.nan)
+        if self.state is None:
+            return out
+        pred = predict(
+            self.state,
+            batch.labels,
+            batch.values,
+            batch.start_s,
+            batch.step_s,
+            device=self.config.device,
+            chunk_size=self.config.chunk_size,
+        )
+        n = min(horizon_steps, pred.shape[2])
+        out[:, :, :n] = pred[:, :, :n]
+        return out
 
 
 # --- training internals ---------------------------------------------------------------------------
