@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -219,6 +220,8 @@ def test_too_short_history_and_bad_shapes_are_training_errors() -> None:
         fit(_labels(1), np.zeros((1, 15)), 0.0, HOUR, TINY)
     with pytest.raises(TrainingError, match="values must be"):
         fit(_labels(2), np.zeros((1, 200)), 0.0, HOUR, TINY)
+    with pytest.raises(TrainingError, match="extra must be"):
+        fit(_labels(1), np.zeros((1, 200)), 0.0, HOUR, TINY, extra=np.zeros((1, 199)))
 
 
 def test_device_selection() -> None:
@@ -262,3 +265,17 @@ def test_neural_forecaster_fits_warm_starts_and_pads_the_horizon() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(trainer).failed == 0
+
+
+def test_state_survives_a_json_round_trip_of_its_config() -> None:
+    values = _daily(2, 24 * 6)
+    state, _ = fit(_labels(2), values, 0.0, HOUR, TINY)
+    config = json.loads(json.dumps(state.config))
+    assert config == state.config
+    saved = trainer.ModelState(config=config, labels=state.labels, tensors=dict(state.tensors))
+    np.testing.assert_array_equal(
+        predict(saved, _labels(2), values, 0.0, HOUR, device="cpu"),
+        predict(state, _labels(2), values, 0.0, HOUR, device="cpu"),
+    )
+    _, report = fit(_labels(2), values, 0.0, HOUR, TINY, previous=saved)
+    assert report.warm_started == 2

@@ -172,8 +172,12 @@ def fit(
         raise TrainingError(f"values must be [{len(labels)} series, steps], got shape {vals.shape}")
     if not labels:
         raise TrainingError("no series to train")
+    if extra is not None and (np.ndim(extra) != 3 or np.shape(extra)[::2] != vals.shape):
+        raise TrainingError(
+            f"extra must be [{len(labels)} series, channels, {vals.shape[1]}], got {np.shape(extra)}"
+        )
     device = select_device(config.device)
-    n_extra = 0 if extra is None else int(np.asarray(extra).shape[1])
+    n_extra = 0 if extra is None else int(np.shape(extra)[1])
     train_o, val_o = _split_origins(vals.shape[1], config)
     run = _Run(config=config, clock=clock, deadline=_deadline(clock, config.budget_s), device=device)
     if config.scope == "global":
@@ -199,8 +203,8 @@ def predict(
     torch.set_flush_denormal(True)
     labels = tuple(labels)
     vals = np.asarray(values, dtype=np.float64)
-    net_cfg = NetConfig(**state.config["net"])
-    feat_cfg = FeatureConfig(**state.config["features"])
+    net_cfg = NetConfig(**_tuples(state.config["net"]))
+    feat_cfg = FeatureConfig(**_tuples(state.config["features"]))
     dev = select_device(device)
     out = np.full((len(labels), len(net_cfg.quantiles), net_cfg.horizon_steps), np.nan)
     groups: list[tuple[npt.NDArray[np.int64], torch.Tensor | None]]
@@ -375,8 +379,8 @@ def _state_config(
 ) -> dict[str, Any]:
     return {
         "scope": cfg.scope,
-        "net": dataclasses.asdict(net_cfg),
-        "features": dataclasses.asdict(cfg.features),
+        "net": _plain(net_cfg),
+        "features": _plain(cfg.features),
         "embed_labels": list(cfg.embed_labels),
         "vocab": vocab or [],
     }
@@ -399,11 +403,20 @@ def _compatible(previous: ModelState | None, cfg: TrainConfig, net_cfg: NetConfi
     if previous is None or previous.scope != cfg.scope:
         return False
     old = dict(previous.config["net"])
-    new = dataclasses.asdict(net_cfg)
+    new = _plain(net_cfg)
     # Global nets may grow their vocabularies; everything else must match exactly.
     old.pop("category_sizes")
     new.pop("category_sizes")
-    return bool(old == new and previous.config["features"] == dataclasses.asdict(cfg.features))
+    return bool(old == new and previous.config["features"] == _plain(cfg.features))
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    """A config dataclass as JSON-native values (lists, not tuples), so a saved state compares equal."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def _tuples(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
 
 
 def _fit_per_series(
