@@ -158,8 +158,7 @@ def test_budget_spent_before_a_chunk_leaves_its_series_without_a_model() -> None
 def test_warm_start_continues_from_the_previous_model() -> None:
     labels = _labels(3)
     values = _daily(3, 24 * 8, seed=2)
-    # An equal warm learning rate makes the new series' run comparable with a cold one.
-    cfg = dataclasses.replace(TINY, max_epochs=6, warm_start_lr_factor=1.0)
+    cfg = dataclasses.replace(TINY, max_epochs=6)
     first, _ = fit(labels[:2], values[:2, : 24 * 7], 0.0, HOUR, cfg)
     one_epoch = dataclasses.replace(cfg, max_epochs=1)
     _, warm_report = fit(labels, values, 0.0, HOUR, one_epoch, previous=first)

@@ -445,7 +445,16 @@ def _fit_per_series(
     best_epoch = np.zeros(n, dtype=np.int64)
     stopped: StopReason = "early_stopping"
     warm = 0
-    for idx in np.array_split(np.arange(n), _n_chunks(np.arange(n), cfg.chunk_size)):
+    # Warm and cold series train in separate stacks: they start at different learning rates,
+    # and a series' result must not depend on which other series share its stack.
+    is_warm = np.array([lab in prev_rows for lab in labels], dtype=bool)
+    chunks = [
+        idx
+        for group in (np.flatnonzero(is_warm), np.flatnonzero(~is_warm))
+        if group.size
+        for idx in np.array_split(group, _n_chunks(group, cfg.chunk_size))
+    ]
+    for idx in chunks:
         chunk_labels = [labels[i] for i in idx]
         warm_idx = [i for i, lab in enumerate(chunk_labels) if lab in prev_rows]
         if run.over_budget():
