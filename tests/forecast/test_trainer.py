@@ -78,15 +78,19 @@ class FakeClock:
         return self.now
 
 
-def test_learns_a_daily_cycle_better_than_last_value_on_held_out_data() -> None:
+@pytest.mark.parametrize(("scope", "epochs", "batch"), [("per_series", 12, 32), ("global", 6, 64)])
+def test_learns_a_daily_cycle_better_than_last_value_on_held_out_data(
+    scope: Any, epochs: int, batch: int
+) -> None:
     horizon = 6
     values = _daily(2, 24 * 16 + horizon, noise=0.02)
     history, future = values[:, :-horizon], values[:, -horizon:]
     cfg = TrainConfig(
+        scope=scope,
         features=FeatureConfig(input_steps=24, horizon_steps=horizon),
         hidden_size=16,
-        max_epochs=12,
-        batch_size=32,
+        max_epochs=epochs,
+        batch_size=batch,
         learning_rate=1e-2,
         device="cpu",
     )
