@@ -1,0 +1,253 @@
+"""Model inputs: gap filling, calendar covariates, and per-window scaled windows.
+
+A network should learn the *shape* of a series, not its level: disk bytes in
+the terabytes and a request rate near one must look alike to it. So every
+window is scaled on its own, relative to its last value (the level) and the
+spread of its observed values (the scale), and forecasts are mapped back with
+the same two numbers. That also lets one global network serve series of any
+magnitude.
+
+Gaps (NaN, staleness markers included) are forward filled so the arithmetic
+stays finite, and a mask channel tells the network which inputs were real.
+Targets that are gaps are never trained on: they carry ``y_mask == 0``.
+
+Two layers, statsforecast style: pure numpy kernels run once per fit
+(:func:`forward_fill`, :func:`time_covariates`), and :class:`WindowSource`
+keeps their results as tensors on the training device and gathers minibatches
+there, so windows are never materialised for the whole history (10,000 series
+× 1,000 origins × 144 steps would not fit).
+
+Feature channels of one input step, in order: scaled value, observed mask,
+each extra series scaled the same way, then :data:`N_COVARIATES` calendar
+covariates (time of day sin/cos, day of week sin/cos, day/night flag).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+N_COVARIATES: Final = 5
+SECONDS_PER_DAY: Final = 86_400.0
+# 1970-01-01 was a Thursday; with Monday = 0 it is day 3 of its week.
+_EPOCH_WEEKDAY: Final = 3.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureConfig:
+    """How windows are cut and described.
+
+    >>> FeatureConfig(input_steps=48, horizon_steps=12).n_features(n_extra=1)
+    8
+    """
+
+    # A day of 10-minute steps: long enough to see a daily cycle's phase.
+    input_steps: int = 144
+    # Six hours of 10-minute steps: the forecast length the daemon writes back.
+    horizon_steps: int = 36
+    # Local hours [start, end) count as "day"; office hours by default. start > end wraps midnight.
+    day_start_hour: float = 8.0
+    day_end_hour: float = 20.0
+    # Offset of local time from UTC, so "day" and "Monday" mean what the operators mean.
+    utc_offset_hours: float = 0.0
+    # The scale never drops below this fraction of |level| (or the absolute floor): a flat
+    # series would otherwise blow its last bit of noise up to unit size.
+    relative_scale_floor: float = 1e-3
+    absolute_scale_floor: float = 1e-9
+
+    def n_features(self, n_extra: int = 0) -> int:
+        """Channels per input step: value, mask, extras, covariates."""
+        return 2 + n_extra + N_COVARIATES
+
+
+def forward_fill(values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Fill gaps along the last axis with the previous observation; also return where data was real.
+
+    Leading gaps take the first observation (there is no earlier one), and a row with no
+    observation at all becomes zeros; its mask is all False, so nothing downstream trusts it.
+    Any non-finite value counts as a gap (NaN, staleness marker, ±inf).
+
+    >>> filled, seen = forward_fill(np.array([np.nan, 1.0, np.nan, 3.0]))
+    >>> filled.tolist(), seen.tolist()
+    ([1.0, 1.0, 1.0, 3.0], [False, True, False, True])
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    observed = np.isfinite(arr)
+    steps = arr.shape[-1]
+    pos = np.where(observed, np.arange(steps), -1)
+    last = np.maximum.accumulate(pos, axis=-1)
+    # Index of the first observation per row, for leading gaps; rows without any get 0.
+    first = np.where(observed.any(axis=-1), observed.argmax(axis=-1), 0)
+    idx = np.where(last < 0, first[..., None], last)
+    filled = np.take_along_axis(np.where(observed, arr, 0.0), idx, axis=-1)
+    return filled, observed
+
+
+def time_covariates(timestamps_s: npt.NDArray[np.float64], config: FeatureConfig) -> npt.NDArray[np.float32]:
+    """Calendar covariates [steps, 5]: sin/cos of time of day and of day of week, day flag.
+
+    Sin/cos pairs put 23:59 next to 00:00 and Sunday next to Monday, which a raw hour
+    number does not. The day flag marks ``[day_start_hour, day_end_hour)`` local time.
+
+    >>> thursday_6am = np.array([6 * 3600.0])  # 1970-01-01 06:00 UTC
+    >>> time_covariates(thursday_6am, FeatureConfig()).astype(float).round(2).tolist()
+    [[1.0, 0.0, 0.22, -0.97, 0.0]]
+    """
+    local = np.asarray(timestamps_s, dtype=np.float64) + config.utc_offset_hours * 3600.0
+    day_frac = np.mod(local, SECONDS_PER_DAY) / SECONDS_PER_DAY
+    week_frac = (np.mod(np.floor(local / SECONDS_PER_DAY) + _EPOCH_WEEKDAY, 7.0) + day_frac) / 7.0
+    hour = day_frac * 24.0
+    start, end = config.day_start_hour, config.day_end_hour
+    is_day = (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
+    tau = 2.0 * math.pi
+    cov = np.stack(
+        [
+            np.sin(tau * day_frac),
+            np.cos(tau * day_frac),
+            np.sin(tau * week_frac),
+            np.cos(tau * week_frac),
+            is_day.astype(np.float64),
+        ],
+        axis=-1,
+    )
+    return cov.astype(np.float32)
+
+
+def window_origins(
+    n_steps: int, input_steps: int, horizon_steps: int, stride: int = 1
+) -> npt.NDArray[np.int64]:
+    """Origins (index of the first target step) of every full window, newest last.
+
+    The newest origin is always included, so the most recent data is never skipped by the stride.
+
+    >>> window_origins(10, 4, 2, stride=3).tolist()
+    [5, 8]
+    """
+    last = n_steps - horizon_steps
+    if last < input_steps:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(last, input_steps - 1, -stride, dtype=np.int64)[::-1].copy()
+
+
+@dataclass(frozen=True, slots=True)
+class WindowBatch:
+    """One minibatch of windows; leading dims ``...`` are [series, windows] or [windows]."""
+
+    x: torch.Tensor  # [..., input_steps, n_features] float32
+    y: torch.Tensor  # [..., horizon_steps] float32, scaled like the inputs; 0 where a gap
+    y_mask: torch.Tensor  # [..., horizon_steps] float32, 1 where the target is real
+    level: torch.Tensor  # [...] float64, the last (filled) input value
+    scale: torch.Tensor  # [...] float64, > 0
+
+
+class WindowSource:
+    """Holds one set of series on a device and cuts scaled windows from it.
+
+    ``values`` is [series, steps] on a regular grid starting at ``start_s`` with ``step_s``
+    seconds per step; ``extra`` is [series, channels, steps] on the same grid. Histories
+    shorter than ``input_steps`` are padded in front with gaps.
+
+    >>> src = WindowSource(np.arange(20.0)[None], 0.0, 60.0, FeatureConfig(input_steps=4, horizon_steps=2))
+    >>> b = src.grid(torch.tensor([10]))
+    >>> tuple(b.x.shape), b.y[0, 0].double().numpy().round(3).tolist(), float(b.level[0, 0])
+    ((1, 1, 4, 7), [0.894, 1.789], 9.0)
+    """
+
+    def __init__(
+        self,
+        values: npt.NDArray[np.float64],
+        start_s: float,
+        step_s: float,
+        config: FeatureConfig,
+        *,
+        extra: npt.NDArray[np.float64] | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        vals = np.asarray(values, dtype=np.float64)
+        if vals.ndim != 2:
+            raise ValueError(f"values must be [series, steps], got shape {vals.shape}")
+        ext = np.zeros((vals.shape[0], 0, vals.shape[1])) if extra is None else np.asarray(extra, np.float64)
+        if ext.ndim != 3 or ext.shape[0] != vals.shape[0] or ext.shape[2] != vals.shape[1]:
+            raise ValueError(f"extra must be [series, channels, {vals.shape[1]}], got shape {ext.shape}")
+        pad = max(0, config.input_steps - vals.shape[1])
+        if pad:
+            vals = np.concatenate([np.full((vals.shape[0], pad), np.nan), vals], axis=1)
+            ext = np.concatenate([np.full((*ext.shape[:2], pad), np.nan), ext], axis=2)
+            start_s -= pad * step_s
+        self.config = config
+        self.n_series, self.n_steps = vals.shape
+        self.n_extra = ext.shape[1]
+        self.n_features = config.n_features(self.n_extra)
+        dev = device or torch.device("cpu")
+        filled, observed = forward_fill(vals)
+        ext_filled, _ = forward_fill(ext)
+        stamps = start_s + step_s * np.arange(self.n_steps, dtype=np.float64)
+        # float64 on the device: subtracting a level of 1e12 bytes in float32 would erase the signal.
+        self._filled = torch.from_numpy(filled).to(dev)  # [S, T]
+        self._observed = torch.from_numpy(observed).to(dev)  # [S, T] bool
+        self._raw = torch.from_numpy(np.where(observed, vals, np.nan)).to(dev)  # [S, T]
+        self._extra = torch.from_numpy(ext_filled).to(dev)  # [S, C, T]
+        self._cov = torch.from_numpy(time_covariates(stamps, config)).to(dev)  # [T, 5]
+        self._in_offsets = torch.arange(-config.input_steps, 0, device=dev)  # [L]
+        self._out_offsets = torch.arange(config.horizon_steps, device=dev)  # [H]
+
+    def grid(self, origins: torch.Tensor) -> WindowBatch:
+        """Windows at the same origins for every series: leading dims [series, len(origins)]."""
+        rows = torch.arange(self.n_series, device=self._filled.device)[:, None]  # [S, 1]
+        return self._gather(rows.expand(-1, origins.shape[0]), origins[None, :].expand(self.n_series, -1))
+
+    def pairs(self, series: torch.Tensor, origins: torch.Tensor) -> WindowBatch:
+        """Windows for (series, origin) pairs: leading dim [len(series)]."""
+        return self._gather(series, origins)
+
+    def _gather(self, rows: torch.Tensor, origins: torch.Tensor) -> WindowBatch:
+        cfg = self.config
+        dev = self._filled.device
+        idx_in = origins[..., None] + self._in_offsets  # [..., L]
+        r = rows[..., None]  # [..., 1]
+        val = self._filled[r, idx_in]  # [..., L] float64
+        seen = self._observed[r, idx_in]  # [..., L] bool
+        level = val[..., -1]  # [...]
+        scale = _masked_std(val, seen)  # [...]
+        scale = torch.maximum(scale, cfg.relative_scale_floor * level.abs()).clamp_min(
+            cfg.absolute_scale_floor
+        )
+        parts = [
+            ((val - level[..., None]) / scale[..., None]).unsqueeze(-1),  # [..., L, 1]
+            seen.to(torch.float64).unsqueeze(-1),  # [..., L, 1]
+        ]
+        if self.n_extra:
+            ext = self._extra[
+                r[..., None, :], torch.arange(self.n_extra, device=dev)[:, None], idx_in[..., None, :]
+            ]
+            # ext: [..., C, L]; each channel gets its own level/scale, like the target.
+            e_level = ext[..., -1]  # [..., C]
+            e_scale = ext.std(dim=-1, correction=0)  # [..., C]
+            e_scale = torch.maximum(e_scale, cfg.relative_scale_floor * e_level.abs()).clamp_min(
+                cfg.absolute_scale_floor
+            )
+            parts.append(((ext - e_level[..., None]) / e_scale[..., None]).transpose(-1, -2))  # [..., L, C]
+        x = torch.cat([p.to(torch.float32) for p in parts] + [self._cov[idx_in]], dim=-1)  # [..., L, F]
+        # Targets exist only where the window lies inside the grid (not for the forecast origin).
+        idx_out = (origins[..., None] + self._out_offsets).clamp_max(self.n_steps - 1)  # [..., H]
+        inside = (origins[..., None] + self._out_offsets) < self.n_steps  # [..., H]
+        raw = self._raw[r, idx_out]  # [..., H]
+        has_input = seen.any(dim=-1, keepdim=True)  # [..., 1]: no observed input, nothing to scale by
+        y_mask = torch.isfinite(raw) & inside & has_input  # [..., H]
+        y = torch.where(y_mask, (raw - level[..., None]) / scale[..., None], 0.0)  # [..., H]
+        return WindowBatch(
+            x=x, y=y.to(torch.float32), y_mask=y_mask.to(torch.float32), level=level, scale=scale
+        )
+
+
+def _masked_std(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Population std over the last axis of the masked-in values; 0 where none are."""
+    m = mask.to(values.dtype)
+    n = m.sum(dim=-1).clamp_min(1.0)
+    mean = (values * m).sum(dim=-1) / n
+    return ((((values - mean[..., None]) ** 2) * m).sum(dim=-1) / n).sqrt()
