@@ -356,3 +356,23 @@ def test_csv_round_trip_is_exact(tmp_path: Path) -> None:
     back = read_series_csv(tmp_path / "s.csv")
     assert back.timestamps_ms.tolist() == stamps.tolist()
     assert np.array_equal(back.values, values, equal_nan=True)
+
+
+# --- the neural models plug in by name ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["lstm", "auto"])
+def test_neural_models_by_name(tmp_path: Path, model: str) -> None:
+    t = np.arange(0, 2 * 86_400, 1800)
+    daily = 50 + 10 * np.sin(2 * np.pi * t / 86_400)
+    s = read_series_csv(write_csv(tmp_path / "d.csv", t, daily))
+    sp = spec(models=(model, "last_value"), history_s=3 * H, horizon_s=H, start_frac=0.9)
+    rows, _ = run([s], sp)
+    mine = [r for r in rows[1:] if r[1] == model]
+    assert {r[4] for r in mine} == {"0.1", "0.5", "0.9"}
+    assert all(math.isfinite(float(r[5])) for r in mine)
+    by_origin_ts: dict[tuple[str, str], list[float]] = {}
+    for r in mine:
+        by_origin_ts.setdefault((r[2], r[3]), []).append(float(r[5]))
+    # Quantiles never cross.
+    assert all(v == sorted(v) for v in by_origin_ts.values())

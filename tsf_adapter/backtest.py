@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import sys
 import time
@@ -38,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tsf_adapter.csvio import ForecastRows, ForecastWriter, InputSeries, iter_inputs
-from tsf_adapter.errors import ConfigError, InputError
+from tsf_adapter.errors import ConfigError, InputError, TrainingError
 from tsf_adapter.forecast import metrics
 from tsf_adapter.forecast.base import Forecaster, GridBatch, check_forecast
 from tsf_adapter.forecast.registry import (
@@ -56,6 +57,7 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 TARGET = "backtest"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +79,8 @@ class BacktestSpec:
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     retrain_every: int | None = None
     device: str = "cpu"
+    # Seconds one training run may take (not a command-line flag: benchmarks bound their runtime).
+    train_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("history_s", "horizon_s", "origin_every_s"):
@@ -285,6 +289,7 @@ class _SeriesRun:
             step_s=step_ms / 1000,
             quantiles=spec.quantiles,
             device=spec.device,
+            train_budget_s=spec.train_budget_s,
         )
         self.models: dict[str, Forecaster] = {m: create_model(m, options) for m in spec.models}
         self.window_steps = {m: int(model_window_s(m, options) * 1000 // step_ms) + 1 for m in spec.models}
@@ -308,7 +313,13 @@ class _SeriesRun:
         for name, model in self.models.items():
             if model.NEEDS_FIT and retrain:
                 first = -(-int(ts[0]) // step) * step
-                model.fit(self.batch(origin_ms, first, end))
+                try:
+                    model.fit(self.batch(origin_ms, first, end))
+                except TrainingError as exc:
+                    # Not fatal: the model forecasts NaN (counted as missing) until a retrain works.
+                    logger.warning(
+                        "%s: %s: training failed at origin %d: %s", self.series.name, name, origin_ms, exc
+                    )
             batch = self.batch(origin_ms, end - (self.window_steps[name] - 1) * step, end)
             pred = model.predict(batch, h_steps)
             check_forecast(model, batch, h_steps, pred)

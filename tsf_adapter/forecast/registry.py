@@ -12,7 +12,6 @@ when one is actually built, which keeps ``import tsf_adapter.forecast`` light.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -36,6 +35,8 @@ class ModelOptions:
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     device: str = "cpu"
     seed: int = 0
+    # Wall-clock seconds one training run of a learning model may take; None = until it converges.
+    train_budget_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,24 +75,18 @@ def register_model(name: str, spec: ModelSpec) -> None:
 
 
 def _neural(name: str) -> ModelSpec:
-    """The neural models are built by ``tsf_adapter.forecast.neural`` once the engine is installed."""
+    """Built by :mod:`tsf_adapter.forecast.neural`, imported only now because it imports torch."""
 
     def build(options: ModelOptions) -> Forecaster:
-        try:
-            module = importlib.import_module("tsf_adapter.forecast.neural")
-        except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"model {name!r} needs the neural engine ({exc.name} is missing from this build); "
-                f"baselines: {', '.join(sorted(MODELS))}"
-            ) from None
-        model: Forecaster = module.build(name, options)
-        return model
+        from tsf_adapter.forecast.neural import build_neural
+
+        return build_neural(name, options)
 
     return ModelSpec(build)
 
 
 for _name in NEURAL_MODELS:
-    MODELS.setdefault(_name, _neural(_name))
+    MODELS[_name] = _neural(_name)
 
 
 def check_models(names: Iterable[str]) -> list[str]:

@@ -1,0 +1,136 @@
+"""The neural models by name, for the registry: ``lstm``, ``gru``, ``transformer`` and ``auto``.
+
+Imports torch, so only :mod:`tsf_adapter.forecast.registry` imports it, and
+only when a neural model is actually built.
+
+The settings come from :class:`ModelOptions`: the input window is the history
+(on the grid: ``history / step + 1`` steps, the window the backtest hands
+over), the trained horizon covers ``horizon`` plus one step (an origin between
+two grid steps needs one more). An epoch uses at most ``MAX_WINDOWS_PER_EPOCH``
+windows, evenly strided over the history: neighbouring windows are nearly
+identical, and a month of minute samples would otherwise make every epoch
+tens of thousands of windows long on a CPU.
+
+``auto`` trains the three architectures on the same windows and keeps, per
+series, the one with the lowest validation loss. The validation windows are
+the newest part of the training data (see :mod:`.trainer`), so choosing uses
+nothing a forecast could not have known.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+from tsf_adapter.forecast.base import GridBatch
+from tsf_adapter.forecast.features import FeatureConfig
+from tsf_adapter.forecast.nets import NetKind
+from tsf_adapter.forecast.registry import ModelOptions
+from tsf_adapter.forecast.trainer import NeuralForecaster, TrainConfig
+
+FloatArray = npt.NDArray[np.float64]
+
+MAX_WINDOWS_PER_EPOCH = 1024
+KINDS: tuple[NetKind, ...] = get_args(NetKind)
+
+
+def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
+    """The training settings of one architecture for the run described by ``options``.
+
+    >>> cfg = train_config("gru", ModelOptions(history_s=43_200, horizon_s=21_600, step_s=300))
+    >>> cfg.model, cfg.features.input_steps, cfg.features.horizon_steps
+    ('gru', 145, 73)
+    """
+    step = options.step_s
+    features = FeatureConfig(
+        input_steps=int(options.history_s // step) + 1,
+        horizon_steps=math.ceil(options.horizon_s / step) + 1,
+    )
+    device = "cuda" if options.device == "cuda" else "cpu"
+    return TrainConfig(
+        model=kind,
+        features=features,
+        quantiles=options.quantiles,
+        device=device,
+        seed=options.seed,
+        budget_s=options.train_budget_s,
+    )
+
+
+class NeuralModel(NeuralForecaster):
+    """A :class:`NeuralForecaster` whose window stride keeps each epoch to ``max_windows`` windows."""
+
+    def __init__(self, config: TrainConfig, *, max_windows: int = MAX_WINDOWS_PER_EPOCH) -> None:
+        super().__init__(config)
+        self.max_windows = max_windows
+
+    def fit(self, batch: GridBatch) -> None:  # type: ignore[override]
+        f = self.config.features
+        windows = max(1, batch.n_steps - f.input_steps - f.horizon_steps + 1)
+        stride = max(1, math.ceil(windows / self.max_windows))
+        self.config = dataclasses.replace(self.config, window_stride=stride)
+        super().fit(batch)
+
+
+class AutoModel:
+    """LSTM, GRU and transformer trained side by side; each series is forecast by its best one."""
+
+    NEEDS_FIT: ClassVar[bool] = True
+    QUANTILES: ClassVar[bool] = True
+
+    def __init__(self, options: ModelOptions) -> None:
+        budget = options.train_budget_s
+        share = dataclasses.replace(options, train_budget_s=None if budget is None else budget / len(KINDS))
+        self.name = "auto"
+        self.candidates = [NeuralModel(train_config(k, share)) for k in KINDS]
+        self.quantiles = self.candidates[0].quantiles
+        # Per series label set: index into candidates.
+        self.choice: dict[tuple[tuple[str, str], ...], int] = {}
+
+    def fit(self, batch: GridBatch) -> None:
+        losses = []
+        for model in self.candidates:
+            model.fit(batch)
+            report = model.last_report
+            assert report is not None
+            with np.errstate(all="ignore"):
+                best = np.nanmin(np.where(np.isnan(report.val_loss), np.inf, report.val_loss), axis=0)
+            losses.append(np.broadcast_to(best, (batch.n_series,)))
+        winner = np.argmin(np.stack(losses), axis=0)  # [series]
+        self.choice.update({lab: int(w) for lab, w in zip(batch.labels, winner, strict=True)})
+
+    @property
+    def chosen(self) -> dict[str, int]:
+        """How many series each architecture won, for reports."""
+        names = [m.name for m in self.candidates]
+        return {n: sum(1 for c in self.choice.values() if names[c] == n) for n in names}
+
+    def predict(self, batch: GridBatch, horizon_steps: int) -> FloatArray:
+        out = np.full((batch.n_series, len(self.quantiles), horizon_steps), np.nan)
+        picks = np.array([self.choice.get(lab, -1) for lab in batch.labels])
+        for i, model in enumerate(self.candidates):
+            rows = np.flatnonzero(picks == i)
+            if rows.size:
+                sub = GridBatch(
+                    batch.target,
+                    tuple(batch.labels[r] for r in rows),
+                    batch.values[rows],
+                    batch.start_ms,
+                    batch.step_ms,
+                )
+                out[rows] = model.predict(sub, horizon_steps)
+        return out
+
+
+def build_neural(name: str, options: ModelOptions) -> NeuralModel | AutoModel:
+    """The registry's factory for the neural names."""
+    if name == "auto":
+        return AutoModel(options)
+    if name not in KINDS:
+        raise ValueError(f"not a neural model: {name!r} (known: {', '.join((*KINDS, 'auto'))})")
+    kind: NetKind = name
+    return NeuralModel(train_config(kind, options))
