@@ -43,13 +43,13 @@ from tsf_adapter.backtest import BacktestSpec, run_backtest, score_all
 from tsf_adapter.csvio import ForecastRows, InputSeries, read_forecasts_csv, read_series_csv
 from tsf_adapter.errors import ConfigError
 from tsf_adapter.forecast.metrics import geometric_mean
-from tsf_adapter.forecast.registry import MODELS, ModelOptions, create_model
+from tsf_adapter.forecast.registry import MODELS, NEURAL_MODELS, ModelOptions, check_models, create_model
 from tsf_adapter.simulate import SimConfig, Simulation, simulate
 
 REAL = Path("/work/shared/data/real")
 LONG_S = 4 * 86_400
 H = 3600.0
-BASELINES = ("predict_linear", "holt_winters", "last_value", "seasonal_naive")
+DEFAULT_MODELS = ("lstm", "predict_linear", "holt_winters", "last_value", "seasonal_naive")
 
 
 def available_models() -> list[str]:
@@ -220,7 +220,7 @@ def _ok(flag: bool) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", help="comma-separated (default: every model that can run here)")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names")
     parser.add_argument("--default", default="lstm", help="the model the goals are checked for")
     parser.add_argument("--data", type=Path, default=REAL)
     parser.add_argument("--out-dir", type=Path, help="keep forecasts files here (default: a temp dir)")
@@ -228,9 +228,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--skip-sim", action="store_true")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--train-budget", type=float, default=15.0, help="seconds per training run (default 15; 0 = none)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     args = parser.parse_args(argv)
 
-    models = args.models.split(",") if args.models else available_models()
+    models = available_models() if args.models == "available" else check_models(args.models.split(","))
+    if set(models) & set(NEURAL_MODELS):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    budget = args.train_budget or None
     for base in ("predict_linear", "last_value"):
         if base not in models:
             models.append(base)
@@ -260,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     start_frac=0.6,
                     models=tuple(models),
                     device=args.device,
+                    train_budget_s=budget,
                 )
                 tag = "long" if group is long else "short"
                 forecasts, by_name = run_set(group, spec, out_dir / f"real_{tag}.csv")
@@ -278,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 start_frac=0.6,
                 models=tuple(models),
                 device=args.device,
+                train_budget_s=budget,
             )
             forecasts, by_name = run_set([read_series_csv(p) for p in paths], spec, out_dir / "sim.csv")
             report += [
