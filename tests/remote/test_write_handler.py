@@ -393,6 +393,25 @@ async def test_declared_decompressed_size_over_limit_is_refused_without_decompre
     assert metric(registry, "requests_rejected_total", reason="too_large") == 2
 
 
+async def test_a_sender_that_quits_mid_body_is_counted_not_logged_as_a_server_error(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, registry = await make_client()
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(
+        b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+        b"Content-Length: 100\r\n\r\n" + b"\x10" * 10
+    )
+    await writer.drain()
+    await until(lambda: metric(registry, "requests_in_flight") == 1)
+    writer.close()
+    await until(lambda: metric(registry, "requests_total", protocol="v1", code="400") == 1)
+    assert metric(registry, "requests_rejected_total", reason="invalid") == 1
+    assert metric(registry, "requests_in_flight") == 0
+    assert "Error handling request" not in caplog.text
+
+
 # --- 503 / 500 -----------------------------------------------------------------------------------
 
 
