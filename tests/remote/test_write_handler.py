@@ -10,6 +10,7 @@ tests; the slow and failing sinks below are the only fakes, at that seam.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -394,22 +395,32 @@ async def test_declared_decompressed_size_over_limit_is_refused_without_decompre
 
 
 async def test_a_sender_that_quits_mid_body_is_counted_not_logged_as_a_server_error(
-    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client, registry = await make_client()
-    assert client.server.port is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
-    writer.write(
-        b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-        b"Content-Length: 100\r\n\r\n" + b"\x10" * 10
-    )
-    await writer.drain()
-    await until(lambda: metric(registry, "requests_in_flight") == 1)
-    writer.close()
-    await until(lambda: metric(registry, "requests_total", protocol="v1", code="400") == 1)
+    """Served like ``tsf-adapter receive`` does (``TestServer`` would cancel the handler instead)."""
+    caplog.set_level(logging.INFO)
+    registry = CollectorRegistry()
+    runner = web.AppRunner(build_app(Config(), RecordingSink(), selectors=[KEEP], registry=registry))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 100\r\n\r\n" + b"\x10" * 10
+        )
+        await writer.drain()
+        await until(lambda: metric(registry, "requests_in_flight") == 1)
+        writer.close()
+        await until(lambda: metric(registry, "requests_total", protocol="v1", code="400") == 1)
+    finally:
+        await runner.cleanup()
     assert metric(registry, "requests_rejected_total", reason="invalid") == 1
     assert metric(registry, "requests_in_flight") == 0
     assert "Error handling request" not in caplog.text
+    assert "incomplete request body (ConnectionResetError)" in caplog.text
 
 
 # --- 503 / 500 -----------------------------------------------------------------------------------
