@@ -374,7 +374,11 @@ def subprocess_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
     )
     with ReceiverProcess(workdir, "--config", str(config)) as proc:
         yield proc
-        assert "Traceback" not in proc.log(), proc.log()[-4000:]
+        assert proc.terminate() == 0
+        # aiohttp logs its own tracebacks for broken HTTP framing (bytes after the
+        # declared body); none may come from an exception that escaped our code.
+        ours = [line for line in proc.log().splitlines() if 'File "' in line and "/tsf_adapter/" in line]
+        assert not ours, proc.log()[-4000:]
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -392,8 +396,8 @@ def test_subprocess_fuzz(
 
 
 def test_subprocess_still_serves_after_fuzzing(subprocess_receiver: ReceiverProcess) -> None:
-    """Runs after the fuzz test (file order): the same process takes a good write and stops cleanly."""
+    """After the fuzz test (file order) the same process takes a good write; teardown stops it."""
     body = encode_write_request([SeriesSamples(make_labels({"__name__": "m"}), [1_700_000_000_000], [1.0])])
     headers = [("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy")]
     assert exchange(subprocess_receiver.port, headers, body, len(body)).status == 204
-    assert subprocess_receiver.terminate() == 0
+    assert subprocess_receiver.alive()
