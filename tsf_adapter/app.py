@@ -42,7 +42,11 @@ def build_app(
     state: ReceiverState | None = None,
 ) -> web.Application:
     """The receiver application; ``selectors`` default to ``config.ingest.selectors``."""
-    app = web.Application(client_max_size=config.server.max_compressed_bytes)
+    # The handler owns Content-Encoding (snappy, else 415). Left on, aiohttp would
+    # inflate gzip/deflate bodies itself and answer 400 for br/zstd before we see them.
+    app = web.Application(
+        client_max_size=config.server.max_compressed_bytes, handler_args={"auto_decompress": False}
+    )
     registry = registry if registry is not None else CollectorRegistry()
     state = state if state is not None else ReceiverState()
     metrics = ReceiverMetrics(registry)

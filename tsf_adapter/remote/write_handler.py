@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tsf_adapter.config import RW2_MESSAGE, ServerConfig
 from tsf_adapter.errors import DecodeError
@@ -124,6 +125,16 @@ def make_write_handler(
                     413,
                     f"body exceeds limit {limits.max_compressed_bytes}",
                     reason=REJECT_TOO_LARGE,
+                )
+            except (ConnectionError, HttpProcessingError) as exc:
+                # The sender went away or broke the framing mid-body. Nobody may be left to
+                # read this, but it is counted, and aiohttp does not log a traceback for it.
+                return _answer(
+                    metrics,
+                    protocol,
+                    400,
+                    f"incomplete request body ({type(exc).__name__})",
+                    reason=REJECT_INVALID,
                 )
             loop = asyncio.get_running_loop()
             try:
