@@ -22,6 +22,11 @@ forgotten, error included, and its row is reused.
 A grid value may still change while its step is young (late samples, or an
 aggregation that has not settled), so only steps at least ``lag_steps`` behind
 the newest one are scored.
+
+Order in each forecast cycle: ``observe(batch)`` first, then ``record(...)`` of
+the new forecasts, then ``errors(...)`` for the output. If the origin jumps by
+more than two steps between observations (a stalled scheduler), forecasts whose
+targets were still within the lag are dropped, never scored against another step.
 """
 
 from __future__ import annotations
