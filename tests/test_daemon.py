@@ -9,6 +9,7 @@ with a generous guard against hangs only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import signal
@@ -25,6 +26,7 @@ import pytest
 from aiohttp import web
 
 from tests.prometheus import free_port
+from tsf_adapter.cli import main
 from tsf_adapter.remote.codec import decode_write_request, decompress, encode_write_request
 from tsf_adapter.remote.read_codec import SAMPLES_CONTENT_TYPE, decode_read_request, encode_samples_response
 from tsf_adapter.selector import Selector
@@ -141,13 +143,13 @@ def history(now_ms: int) -> list[SeriesSamples]:
 
 
 def config_text(port: int, fake: FakePrometheus, state: Path, *, mode: str, disk_horizons: str) -> str:
-    neural = f"""
+    neural = """
   - name: neural
-    selector: 'load{{job="j"}}'
+    selector: 'load{job="j"}'
     step: 1s
     history: 2m
     horizons: [2s, 4s]
-    model: {{kind: lstm}}
+    model: {kind: lstm}
     retrain_every: 10s
     forecast_every: 1s
 """
@@ -231,10 +233,8 @@ class Pusher:
                 for i in list(self.instances)
             ]
             series.append(SeriesSamples(make_labels({"__name__": "disk", "job": "j"}), [now], [9e8]))
-            try:
+            with contextlib.suppress(OSError):
                 http("POST", f"{self.url}/api/v1/write", encode_write_request(series))
-            except OSError:
-                pass
             self.stop.wait(0.5)
 
 
@@ -373,3 +373,11 @@ def _names(fake: FakePrometheus) -> set[str]:
 def _key(s: SeriesSamples) -> tuple[str, str, str]:
     labels = dict(s.labels)
     return labels.get("instance", ""), labels.get("horizon", ""), labels.get("quantile", "")
+
+
+def test_run_with_a_bad_config_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    path = ROOT / "tests" / "testdata" / "config" / "state_dir_empty.bad.yaml"
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--config", str(path)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"tsf-adapter: {path}: state_dir: must not be empty\n"
