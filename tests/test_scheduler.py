@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -261,3 +262,27 @@ async def test_scheduler_remove_stops_a_runner_and_forgets_its_metrics(env: Env)
     await scheduler.remove("t")
     assert "t" not in scheduler.runners
     assert env.value("tsf_adapter_target_series") is None
+
+
+async def test_a_trained_model_is_saved_and_loaded_only_with_matching_settings(
+    env: Env, tmp_path: Path
+) -> None:
+    for k in range(90):
+        env.put("a", T0 - 90 + k, 50.0 + 0.5 * k + 3 * np.sin(k / 4))
+    env.deps.state_dir = tmp_path
+    env.deps.device = "cpu"
+    # A small budget (80% of retrain_every): a model exists either way, trained to the end or not.
+    neural = {"model": {"kind": "lstm"}, "history": "2m", "horizons": ["2s"], "retrain_every": "2s"}
+    r = runner(env, None, **neural)
+    assert await r.train_once()
+    assert (tmp_path / "t.pt").exists()
+    out = await r.forecast_once()
+    assert out is not None and infos(out) == {"a": "lstm"}
+
+    again = runner(env, None, **neural)
+    assert again.load() and again.fitted
+    out = await again.forecast_once()
+    assert out is not None and infos(out) == {"a": "lstm"}
+    # Another horizon changes the network's output size: the saved model is not used.
+    other = runner(env, None, **{**neural, "horizons": ["2s", "4s"]})
+    assert not other.load() and not other.fitted
