@@ -33,7 +33,9 @@ TESTDATA = Path(__file__).resolve().parent / "testdata" / "config"
 # Fixture name -> the exact message after "<file>: ". {dir} is the fixture directory.
 BAD_CONFIGS = {
     "unknown_key": "server.listen_adress: unknown key (did you mean listen_address?)",
-    "unknown_section": "forecasts: unknown key (expected one of server, prometheus, ingest, targets, output)",
+    "unknown_section": (
+        "forecasts: unknown key (expected one of server, prometheus, ingest, targets, output, state_dir)"
+    ),
     "negative_batch": "prometheus.remote_write.queue.max_samples_per_send: must be > 0 (got -5)",
     "zero_limit": "server.max_inflight_requests: must be > 0 (got 0)",
     "zero_timeout": "prometheus.remote_read.timeout: must be > 0 (got '0s')",
@@ -211,6 +213,11 @@ BAD_CONFIGS = {
         "'storage_used_bytes')"
     ),
     "threshold_value_infinite": "targets[0].threshold.value: must be a finite number (got inf)",
+    "state_dir_is_file": (
+        "state_dir: must be a directory or a path where one can be created (got"
+        " 'state_dir_is_file.bad.yaml' (as {dir}/state_dir_is_file.bad.yaml), a file)"
+    ),
+    "state_dir_empty": "state_dir: must not be empty",
 }
 
 

@@ -31,6 +31,8 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 STATE = web.AppKey("state", ReceiverState)
 INGESTER = web.AppKey("ingester", Ingester)
 RECEIVER_METRICS = web.AppKey("receiver_metrics", ReceiverMetrics)
+# The one thread that owns the Ingester and the store: whoever else touches the store runs there.
+INGEST_EXECUTOR = web.AppKey("ingest_executor", ThreadPoolExecutor)
 
 
 def build_app(
@@ -64,6 +66,7 @@ def build_app(
     app[STATE] = state
     app[INGESTER] = ingester
     app[RECEIVER_METRICS] = metrics
+    app[INGEST_EXECUTOR] = executor
     app.router.add_post(
         "/api/v1/write", make_write_handler(ingester, config.server, metrics, executor, state)
     )

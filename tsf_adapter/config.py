@@ -62,6 +62,7 @@ class Check(Enum):
     FILE = "file"  # readable at load time; a relative path is taken from the config file's directory
     HTTP_URL = "http_url"  # http:// or https:// with a host
     HOST_PORT = "host_port"  # "host:port" to listen on
+    DIRECTORY = "directory"  # a directory, or a path where one can be created; kept as written
 
 
 Seconds = Annotated[float, Check.DURATION]
@@ -71,6 +72,7 @@ ByteSize = Annotated[int, Check.SIZE, Check.POSITIVE]
 FilePath = Annotated[str, Check.FILE]
 HttpUrl = Annotated[str, Check.HTTP_URL]
 HostPort = Annotated[str, Check.HOST_PORT]
+DirPath = Annotated[str, Check.DIRECTORY]
 
 Problems = Iterator[tuple[str, str]]
 """``(key relative to the section, message)`` pairs; key ``""`` names the section itself."""
@@ -490,6 +492,9 @@ class Config:
     # Several targets run side by side; none by default, so the receiver alone can be run.
     targets: tuple[TargetConfig, ...] = ()
     output: OutputConfig = field(default_factory=OutputConfig)
+    # Trained models, one file per target. Relative to the config file's directory (the daemon
+    # resolves it there), so a service started from any working directory finds the same models.
+    state_dir: DirPath = "./state"
 
     def problems(self) -> Problems:
         seen: dict[str, int] = {}
@@ -670,6 +675,8 @@ class _Decoder:
             value = self.readable_file(value, path)
         if Check.HTTP_URL in checks and not _is_http_url(value):
             self.fail(path, f"must be an http:// or https:// URL with a host (got {_show(data)})")
+        if Check.DIRECTORY in checks:
+            self.directory(value, path)
         if Check.HOST_PORT in checks and not _is_host_port(value):
             self.fail(path, f"must be host:port with a port from 0 to 65535, e.g. :9201 (got {_show(data)})")
         return value
@@ -708,6 +715,21 @@ class _Decoder:
             shown = repr(name) if str(file) == name else f"{name!r} (as {file})"
             self.fail(path, f"cannot read file {shown}: {err.strerror or err}")
         return str(file)
+
+    def directory(self, name: str, path: str) -> None:
+        """Only what can be known now: a path that is not empty and, where it exists, a directory.
+
+        The directory itself may be created later (the daemon makes it before its first save),
+        and the value is kept as written so that ``config.yaml`` still equals the defaults.
+        """
+        if not name:
+            self.fail(path, "must not be empty")
+        target = Path(name)
+        if not target.is_absolute() and self.base_dir is not None:
+            target = self.base_dir / target
+        if target.exists() and not target.is_dir():
+            shown = repr(name) if str(target) == name else f"{name!r} (as {target})"
+            self.fail(path, f"must be a directory or a path where one can be created (got {shown}, a file)")
 
     def selector(self, data: object, path: str) -> Selector:
         if not isinstance(data, str):
