@@ -5,12 +5,19 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+import yaml
 
 from tsf_adapter.config import (
     RW2_MESSAGE,
+    AggregateConfig,
     Config,
     IngestConfig,
+    ModelConfig,
+    OutputConfig,
     PositiveSeconds,
+    TargetConfig,
+    ThresholdConfig,
+    _StrictLoader,
     config_from_dict,
     decode_section,
     load_config,
@@ -18,6 +25,7 @@ from tsf_adapter.config import (
 from tsf_adapter.errors import ConfigError
 from tsf_adapter.remote.http import auth_headers
 from tsf_adapter.selector import parse_selector
+from tsf_adapter.store import Aggregation, Store, TargetSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = Path(__file__).resolve().parent / "testdata" / "config"
@@ -25,7 +33,9 @@ TESTDATA = Path(__file__).resolve().parent / "testdata" / "config"
 # Fixture name -> the exact message after "<file>: ". {dir} is the fixture directory.
 BAD_CONFIGS = {
     "unknown_key": "server.listen_adress: unknown key (did you mean listen_address?)",
-    "unknown_section": "targets: unknown key (expected one of server, prometheus, ingest)",
+    "unknown_section": (
+        "forecasts: unknown key (expected one of server, prometheus, ingest, targets, output, state_dir)"
+    ),
     "negative_batch": "prometheus.remote_write.queue.max_samples_per_send: must be > 0 (got -5)",
     "zero_limit": "server.max_inflight_requests: must be > 0 (got 0)",
     "zero_timeout": "prometheus.remote_read.timeout: must be > 0 (got '0s')",
@@ -137,6 +147,77 @@ BAD_CONFIGS = {
         "ingest.selectors[0]: invalid selector 'up{instance=~\"(a|b\"}' at char 14:"
         " invalid regex '(a|b': missing ), unterminated subpattern"
     ),
+    # targets and output
+    "aggregate_bad_op": (
+        "targets[0].aggregate.op: must be one of 'sum', 'avg', 'max', 'min', 'count' (got 'median')"
+    ),
+    "aggregate_by_twice": "targets[0].aggregate.by[2]: label 'cluster' given twice",
+    "aggregate_no_metric_name": (
+        "targets[0].aggregate.by: aggregated series have no metric name to name the forecasts after: pin "
+        "one in the selector (name{...}) or add __name__ to by"
+    ),
+    "output_future_timestamps_exposition": (
+        "output.future_timestamps: needs mode remote_write (the exposition format carries no timestamps)"
+    ),
+    "output_mode": "output.mode: must be one of 'remote_write', 'exposition' (got 'pushgateway')",
+    "target_bad_selector": (
+        "targets[0].selector: invalid selector 'node_filesystem_avail_bytes{mountpoint=\"/\"' at char 43: "
+        "expected ',' or '}' (got end of input)"
+    ),
+    "target_duplicate_name": "targets[2].name: duplicate target name 'disk' (also targets[0])",
+    "target_forecast_every_over_lookback": (
+        "targets[0].forecast_every: must be at most Prometheus's lookback of 5m with output mode "
+        "remote_write, or the forecast series vanish from instant queries between writes (got 10m > 5m)"
+    ),
+    "target_history_few_steps": "targets[0].history: must hold at least 10 steps (got 8h < 10 x 1h)",
+    "target_history_short": (
+        "targets[0].history: must be at least twice the longest horizon (got 1d < 2 x 1d)"
+    ),
+    "target_horizon_not_multiple": (
+        "targets[0].horizons[1]: must be a whole number of steps (got 1h1m, step 5m)"
+    ),
+    "target_horizons_empty": "targets[0].horizons: must list at least one horizon (got [])",
+    "target_horizons_unsorted": (
+        "targets[0].horizons[1]: must be greater than the one before it (got 1h after 6h)"
+    ),
+    "target_missing_selector": "targets[0].selector: missing required key",
+    "target_model_kind": (
+        "targets[0].model.kind: must be one of 'lstm', 'gru', 'transformer', 'auto', 'predict_linear', "
+        "'holt_winters', 'last_value', 'seasonal_naive' (got 'prophet')"
+    ),
+    "target_model_scope": "targets[0].model.scope: must be one of 'per_series', 'global' (got 'per_group')",
+    "target_name_invalid": (
+        "targets[0].name: must be letters, digits, '_', '.' or '-', starting with a letter or digit (got "
+        "'disk/root')"
+    ),
+    "target_no_median": "targets[0].quantiles: must include 0.5, the median (got [0.1, 0.9])",
+    "target_quantile_out_of_range": "targets[0].quantiles[1]: must be strictly between 0 and 1 (got 1.0)",
+    "target_quantiles_unsorted": (
+        "targets[0].quantiles[2]: must be greater than the one before it (got 0.5 after 0.9)"
+    ),
+    "target_retrain_before_forecast": "targets[0].retrain_every: must be >= forecast_every (got 30s < 1m)",
+    "target_step_below_ms": "targets[0].step: must be a whole number of milliseconds (got 0.0005s)",
+    "target_zero_step": "targets[0].step: must be > 0 (got '0s')",
+    "threshold_both": "targets[0].threshold: exactly one of value, selector must be set (got both)",
+    "threshold_neither": "targets[0].threshold: exactly one of value, selector must be set (got neither)",
+    "threshold_on_not_in_by": (
+        "targets[0].threshold.on: must be labels of aggregate.by, the only labels left (got storage_type "
+        "not in [group, user, cluster])"
+    ),
+    "threshold_on_with_value": (
+        "targets[0].threshold.on: only applies with selector (a constant value has no labels to join on)"
+    ),
+    "threshold_ratio_zero": "targets[0].threshold.ratio: must be > 0 (got 0)",
+    "threshold_same_metric": (
+        "targets[0].threshold.selector: must select another metric than the target's own (got "
+        "'storage_used_bytes')"
+    ),
+    "threshold_value_infinite": "targets[0].threshold.value: must be a finite number (got inf)",
+    "state_dir_is_file": (
+        "state_dir: must be a directory or a path where one can be created (got"
+        " 'state_dir_is_file.bad.yaml' (as {dir}/state_dir_is_file.bad.yaml), a file)"
+    ),
+    "state_dir_empty": "state_dir: must not be empty",
 }
 
 
@@ -155,8 +236,16 @@ def test_bad_config_is_rejected_with_its_exact_message(name: str, expected: str)
 
 def test_root_example_config_loads_and_documents_the_defaults() -> None:
     cfg = load_config(ROOT / "config.yaml")
-    # Everything but the example selectors is the default: the comments cannot drift from the code.
-    assert dataclasses.replace(cfg, ingest=IngestConfig()) == Config()
+    # Everything but the examples is the default: the comments cannot drift from the code.
+    assert dataclasses.replace(cfg, ingest=IngestConfig(), targets=()) == Config()
+    # The first example target spells out every default but its threshold.
+    first = cfg.targets[0]
+    defaults = TargetConfig(name=first.name, selector=first.selector)
+    assert dataclasses.replace(first, threshold=None) == defaults
+    assert first.threshold == ThresholdConfig(value=0.0, direction="below")
+    second = cfg.targets[1]
+    assert second.aggregate == AggregateConfig(op="sum", by=("group", "user", "storage_type", "cluster"))
+    assert second.threshold is not None and second.threshold.on == second.aggregate.by
     assert [str(s) for s in cfg.ingest.selectors] == [
         'node_filesystem_avail_bytes{mountpoint="/", fstype!="tmpfs"}',
         '{__name__=~"node_memory_(MemAvailable|MemTotal)_bytes", job="node"}',
@@ -270,3 +359,80 @@ def test_lists_of_sections_decode_with_indexed_paths() -> None:
         decode_section(_WithTargets, typo, source="t.yaml")
     with pytest.raises(ConfigError, match=r"targets\[0\]\.name: missing required key$"):
         decode_section(_WithTargets, {"targets": [{}]}, source="t.yaml")
+
+
+def test_a_target_decodes_with_its_defaults_and_becomes_a_store_spec() -> None:
+    cfg = config_from_dict({"targets": [{"name": "disk", "selector": "node_filesystem_avail_bytes"}]})
+    (target,) = cfg.targets
+    assert (target.step, target.history, target.horizons) == (60.0, 172800.0, (3600.0, 21600.0))
+    assert (target.quantiles, target.model) == ((0.1, 0.5, 0.9), ModelConfig(kind="lstm", scope="per_series"))
+    assert (target.retrain_every, target.forecast_every, target.threshold) == (3600.0, 60.0, None)
+    assert target.horizon_steps == (60, 360)
+    assert cfg.output == OutputConfig(mode="remote_write", future_timestamps=False)
+    assert target.to_spec() == TargetSpec(
+        name="disk", selector=parse_selector("node_filesystem_avail_bytes"), step_s=60.0, history_s=172800.0
+    )
+    assert target.threshold_spec() is None
+
+
+def test_the_issue_example_target_decodes_and_wires_into_the_store() -> None:
+    text = """
+targets:
+  - name: storage-quota
+    selector: 'storage_used_bytes{cluster=~".+"}'
+    aggregate: {op: sum, by: [group, user, storage_type, cluster]}
+    step: 5m
+    history: 7d
+    horizons: [1h, 6h, 24h]
+    quantiles: [0.1, 0.5, 0.9]
+    model: {kind: lstm, scope: per_series}
+    retrain_every: 1h
+    forecast_every: 1m
+    threshold:
+      selector: 'storage_quota_bytes'
+      on: [group, user, storage_type, cluster]
+      ratio: 1.0
+"""
+    (target,) = _load_text(text).targets
+    by = ("group", "user", "storage_type", "cluster")
+    assert target.horizon_steps == (12, 72, 288)
+    assert target.to_spec() == TargetSpec(
+        name="storage-quota",
+        selector=parse_selector('storage_used_bytes{cluster=~".+"}'),
+        step_s=300.0,
+        history_s=7 * 86400.0,
+        aggregation=Aggregation(op="sum", by=by),
+    )
+    # The limit series get a store target of their own, on the same step, under a name no
+    # configured target can have; its history is short because only the latest value is used.
+    assert target.threshold_spec() == TargetSpec(
+        name="storage-quota/threshold",
+        selector=parse_selector("storage_quota_bytes"),
+        step_s=300.0,
+        history_s=3600.0,
+    )
+    limit_spec = target.threshold_spec()
+    assert limit_spec is not None
+    store = Store([target.to_spec(), limit_spec])
+    assert set(store.targets) == {"storage-quota", "storage-quota/threshold"}
+
+
+def _load_text(text: str) -> Config:
+    return config_from_dict(yaml.load(text, Loader=_StrictLoader), "t.yaml")
+
+
+def test_yaml_reads_on_yes_and_exponents_as_yaml_1_2_does() -> None:
+    # YAML 1.1 (PyYAML's default) reads the key `on` as true and `1e12` as a string.
+    text = "targets:\n  - {name: a, selector: a, threshold: {value: 1e12, on: []}}\n"
+    (target,) = _load_text(text).targets
+    assert target.threshold == ThresholdConfig(value=1e12)
+    with pytest.raises(ConfigError, match=r"expected true or false \(got 'yes'\)$"):
+        _load_text("prometheus: {remote_write: {queue: {retry_on_http_429: yes}}}")
+
+
+def test_forecast_every_may_pass_the_lookback_when_prometheus_scrapes() -> None:
+    data = {"targets": [{"name": "a", "selector": "a", "forecast_every": "10m", "retrain_every": "1h"}]}
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.forecast_every: must be at most"):
+        config_from_dict(data)
+    cfg = config_from_dict({**data, "output": {"mode": "exposition"}})
+    assert cfg.targets[0].forecast_every == 600.0

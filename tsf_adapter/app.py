@@ -31,6 +31,8 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 STATE = web.AppKey("state", ReceiverState)
 INGESTER = web.AppKey("ingester", Ingester)
 RECEIVER_METRICS = web.AppKey("receiver_metrics", ReceiverMetrics)
+# The one thread that owns the Ingester and the store: whoever else touches the store runs there.
+INGEST_EXECUTOR = web.AppKey("ingest_executor", ThreadPoolExecutor)
 
 
 def build_app(
@@ -42,7 +44,11 @@ def build_app(
     state: ReceiverState | None = None,
 ) -> web.Application:
     """The receiver application; ``selectors`` default to ``config.ingest.selectors``."""
-    app = web.Application(client_max_size=config.server.max_compressed_bytes)
+    # The handler owns Content-Encoding (snappy, else 415). Left on, aiohttp would
+    # inflate gzip/deflate bodies itself and answer 400 for br/zstd before we see them.
+    app = web.Application(
+        client_max_size=config.server.max_compressed_bytes, handler_args={"auto_decompress": False}
+    )
     registry = registry if registry is not None else CollectorRegistry()
     state = state if state is not None else ReceiverState()
     metrics = ReceiverMetrics(registry)
@@ -60,6 +66,7 @@ def build_app(
     app[STATE] = state
     app[INGESTER] = ingester
     app[RECEIVER_METRICS] = metrics
+    app[INGEST_EXECUTOR] = executor
     app.router.add_post(
         "/api/v1/write", make_write_handler(ingester, config.server, metrics, executor, state)
     )

@@ -70,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     receive.add_argument("--step", type=float, default=60.0, help="grid step in seconds (default 60)")
     receive.set_defaults(func=_cmd_receive)
 
+    daemon = sub.add_parser(
+        "run",
+        help="run the forecasting daemon",
+        description=(
+            "Receive, backfill, train and forecast every configured target; SIGHUP reloads the"
+            " config, SIGTERM stops after flushing the forecasts still queued."
+        ),
+    )
+    daemon.add_argument("--config", type=Path, required=True)
+    daemon.set_defaults(func=_cmd_run)
+
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", type=Path, required=True)
     check.set_defaults(func=_cmd_check_config)
@@ -123,6 +134,13 @@ def _cmd_receive(args: argparse.Namespace) -> int:
     listen = args.listen or config.server.listen_address
     targets = [TargetSpec(name=f"ingest-{i}", selector=s, step_s=args.step) for i, s in enumerate(selectors)]
     return run(_serve_receiver(config, Store(targets), selectors, listen))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    # Imported here: the daemon pulls in the scheduler and models, which `receive` never needs.
+    from tsf_adapter.daemon import run_daemon
+
+    return run(run_daemon(args.config))
 
 
 def split_host_port(address: str) -> tuple[str, int]:

@@ -45,6 +45,8 @@ import yaml
 
 from tsf_adapter.errors import ConfigError, SelectorError
 from tsf_adapter.selector import Selector, parse_selector
+from tsf_adapter.series import LABEL_NAME_RE, METRIC_NAME_LABEL
+from tsf_adapter.store import Aggregation, AggregationOp, TargetSpec
 from tsf_adapter.units import format_duration, format_size, parse_duration, parse_size
 
 RW1_MESSAGE: Final = "prometheus.WriteRequest"
@@ -60,6 +62,7 @@ class Check(Enum):
     FILE = "file"  # readable at load time; a relative path is taken from the config file's directory
     HTTP_URL = "http_url"  # http:// or https:// with a host
     HOST_PORT = "host_port"  # "host:port" to listen on
+    DIRECTORY = "directory"  # a directory, or a path where one can be created; kept as written
 
 
 Seconds = Annotated[float, Check.DURATION]
@@ -69,6 +72,7 @@ ByteSize = Annotated[int, Check.SIZE, Check.POSITIVE]
 FilePath = Annotated[str, Check.FILE]
 HttpUrl = Annotated[str, Check.HTTP_URL]
 HostPort = Annotated[str, Check.HOST_PORT]
+DirPath = Annotated[str, Check.DIRECTORY]
 
 Problems = Iterator[tuple[str, str]]
 """``(key relative to the section, message)`` pairs; key ``""`` names the section itself."""
@@ -229,11 +233,285 @@ class IngestConfig:
     selectors: tuple[Selector, ...] = ()
 
 
+# ---------------------------------------------------------------------------------------------
+# Targets: what to forecast, and how the forecasts go out
+
+PositiveFloat = Annotated[float, Check.POSITIVE]
+
+ModelKind = Literal[
+    "lstm", "gru", "transformer", "auto", "predict_linear", "holt_winters", "last_value", "seasonal_naive"
+]
+ModelScope = Literal["per_series", "global"]
+
+# A target needs some past on its grid before any model (even predict_linear) says anything useful.
+MIN_HISTORY_STEPS: Final = 10
+# Prometheus's default --query.lookback-delta: an instant query finds a series only when its newest
+# sample is at most this old, so forecasts written less often than this flicker in and out.
+LOOKBACK_S: Final = 300.0
+# A limit series keeps its last value at least this long: limits (quotas, capacities) are often
+# exported rarely, and a limit that changes is rare, so an hour-old value is still the limit.
+THRESHOLD_HISTORY_S: Final = 3600.0
+_TARGET_NAME: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregateConfig:
+    """``op by (by...)`` applied as series arrive, like a recording rule ``sum by (...) (selector)``."""
+
+    op: AggregationOp
+    # No labels: one series for the whole selector, as `sum(x)` gives.
+    by: tuple[str, ...] = ()
+    # Prometheus's default --query.lookback-delta: a member counts while its last sample is this recent.
+    lookback: PositiveSeconds = 300.0
+    # How long a step waits for late samples before it is final (remote-write delivers in seconds).
+    settle: Seconds = 120.0
+
+    def problems(self) -> Problems:
+        yield from _label_name_problems("by", self.by)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConfig:
+    # LSTM per series: the model this daemon exists for; the trainer fits every series of a target
+    # as one stacked program, so per-series costs one tensor program, not one Python loop per series.
+    # `global` (one shared network) is the choice for tens of thousands of series on a CPU.
+    kind: ModelKind = "lstm"
+    scope: ModelScope = "per_series"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThresholdConfig:
+    """What a forecast is compared with: a constant ``value``, or a limit series joined ``on`` labels.
+
+    The threshold is ``value * ratio`` or ``latest limit * ratio``; e.g. ratio 0.9 warns at 90% of a quota.
+    """
+
+    value: float | None = None
+    selector: Selector | None = None
+    # Labels that pair a forecast series with its limit series (many-to-one). Empty: one limit for all.
+    on: tuple[str, ...] = ()
+    ratio: PositiveFloat = 1.0
+    # "above": time until the forecast rises to the threshold (quotas, capacity); "below": until it
+    # falls to it (free space, remaining budget).
+    direction: Literal["above", "below"] = "above"
+
+    def problems(self) -> Problems:
+        if (self.value is None) == (self.selector is None):
+            got = "neither" if self.value is None else "both"
+            yield "", f"exactly one of value, selector must be set (got {got})"
+        if self.value is not None and not math.isfinite(self.value):
+            yield "value", f"must be a finite number (got {_show(self.value)})"
+        if self.value is not None and self.on:
+            yield "on", "only applies with selector (a constant value has no labels to join on)"
+        yield from _label_name_problems("on", self.on)
+        if not math.isfinite(self.ratio):
+            yield "ratio", f"must be a finite number (got {_show(self.ratio)})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetConfig:
+    """One forecasting target: which series, on which grid, which horizons, which model.
+
+    >>> t = decode_section(TargetConfig, {"name": "disk", "selector": "node_filesystem_avail_bytes"})
+    >>> t.horizons, t.quantiles, t.to_spec().step_s
+    ((3600.0, 21600.0), (0.1, 0.5, 0.9), 60.0)
+    """
+
+    # Names the target in logs, self-metrics and the store; letters, digits, '_', '.', '-'.
+    name: str
+    selector: Selector
+    aggregate: AggregateConfig | None = None
+    # One minute: a whole number of scrape intervals for the usual 15s-1m, fine enough for hour-scale
+    # horizons, and 1,440 steps a day for the models to learn daily patterns from.
+    step: PositiveSeconds = 60.0
+    # Two days on the grid (2,880 steps, 23 KiB per series): two daily cycles for the models and
+    # seasonal_naive, and far more than predict_linear over the longest default horizon needs.
+    history: PositiveSeconds = 2 * 86_400.0
+    # 1h for "soon", 6h for "plan today"; longer horizons need a longer history (2x, checked).
+    horizons: tuple[PositiveSeconds, ...] = (3600.0, 6 * 3600.0)
+    # The median and an 80% interval: wide enough to act on, not so wide that it says nothing.
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # New series wait at most this long for a model of their own (predict_linear until then), and an
+    # hour of new data is about the least that changes a model trained on two days.
+    retrain_every: PositiveSeconds = 3600.0
+    # Under Prometheus's 5m lookback, so the forecast series never drop out of instant queries; a
+    # forecast from a trained model is about 1 ms per series, so each minute costs little.
+    forecast_every: PositiveSeconds = 60.0
+    threshold: ThresholdConfig | None = None
+
+    @property
+    def step_ms(self) -> int:
+        return round(self.step * 1000)
+
+    @property
+    def horizon_steps(self) -> tuple[int, ...]:
+        """Each horizon in grid steps (a whole number: validated)."""
+        return tuple(round(h * 1000) // self.step_ms for h in self.horizons)
+
+    @property
+    def metric_name(self) -> str | None:
+        """The name the selector pins with ``=``: what aggregated forecast series are named after."""
+        return self.selector.metric_name
+
+    def problems(self) -> Problems:
+        if not _TARGET_NAME.fullmatch(self.name):
+            rule = "must be letters, digits, '_', '.' or '-', starting with a letter or digit"
+            yield "name", f"{rule} (got {_show(self.name)})"
+        step_ms = self.step * 1000
+        if step_ms != round(step_ms):
+            yield "step", f"must be a whole number of milliseconds (got {self.step}s)"
+            return
+        yield from self._horizon_problems()
+        yield from self._quantile_problems()
+        if self.retrain_every < self.forecast_every:
+            got = f"{_show_seconds(self.retrain_every)} < {_show_seconds(self.forecast_every)}"
+            yield "retrain_every", f"must be >= forecast_every (got {got})"
+        agg = self.aggregate
+        if agg is not None and METRIC_NAME_LABEL not in agg.by and self.metric_name is None:
+            yield (
+                "aggregate.by",
+                (
+                    "aggregated series have no metric name to name the forecasts after: "
+                    "pin one in the selector (name{...}) or add __name__ to by"
+                ),
+            )
+        if self.threshold is not None:
+            yield from self._threshold_problems(self.threshold)
+
+    def _horizon_problems(self) -> Problems:
+        if not self.horizons:
+            yield "horizons", "must list at least one horizon (got [])"
+            return
+        step = _show_seconds(self.step)
+        for i, h in enumerate(self.horizons):
+            if round(h * 1000) % self.step_ms:
+                yield (
+                    f"horizons[{i}]",
+                    f"must be a whole number of steps (got {_show_seconds(h)}, step {step})",
+                )
+            if i and h <= self.horizons[i - 1]:
+                got = f"{_show_seconds(h)} after {_show_seconds(self.horizons[i - 1])}"
+                yield f"horizons[{i}]", f"must be greater than the one before it (got {got})"
+        longest = max(self.horizons)
+        if self.history < 2 * longest:
+            got = f"{_show_seconds(self.history)} < 2 x {_show_seconds(longest)}"
+            yield "history", f"must be at least twice the longest horizon (got {got})"
+        elif self.history < MIN_HISTORY_STEPS * self.step:
+            got = f"{_show_seconds(self.history)} < {MIN_HISTORY_STEPS} x {step}"
+            yield "history", f"must hold at least {MIN_HISTORY_STEPS} steps (got {got})"
+
+    def _quantile_problems(self) -> Problems:
+        for i, q in enumerate(self.quantiles):
+            if not 0 < q < 1:
+                yield f"quantiles[{i}]", f"must be strictly between 0 and 1 (got {_show(q)})"
+            elif i and q <= self.quantiles[i - 1]:
+                got = f"{_show(q)} after {_show(self.quantiles[i - 1])}"
+                yield f"quantiles[{i}]", f"must be greater than the one before it (got {got})"
+        if 0.5 not in self.quantiles:
+            # The median is the point forecast: forecast_error and the baselines are scored on it.
+            yield "quantiles", f"must include 0.5, the median (got {list(self.quantiles)})"
+
+    def _threshold_problems(self, threshold: ThresholdConfig) -> Problems:
+        if threshold.selector is None:
+            return
+        agg = self.aggregate
+        if agg is not None:
+            missing = [name for name in threshold.on if name not in agg.by]
+            if missing:
+                got = f"{', '.join(missing)} not in [{', '.join(agg.by)}]"
+                yield "threshold.on", f"must be labels of aggregate.by, the only labels left (got {got})"
+        name = threshold.selector.metric_name
+        if name is not None and name == self.metric_name:
+            yield "threshold.selector", f"must select another metric than the target's own (got {name!r})"
+
+    def to_spec(self) -> TargetSpec:
+        """The store's view of this target: which series, on which grid, aggregated how."""
+        agg = self.aggregate
+        aggregation = None
+        if agg is not None:
+            aggregation = Aggregation(op=agg.op, by=agg.by, lookback_s=agg.lookback, settle_s=agg.settle)
+        return TargetSpec(
+            name=self.name,
+            selector=self.selector,
+            step_s=self.step,
+            history_s=self.history,
+            aggregation=aggregation,
+        )
+
+    def threshold_spec(self) -> TargetSpec | None:
+        """A store target for the limit series of ``threshold.selector`` (None without one).
+
+        Same step as the target, so the limit's latest value is on the same clock; named
+        ``<name>/threshold``, which no configured target can be called.
+        """
+        threshold = self.threshold
+        if threshold is None or threshold.selector is None:
+            return None
+        history = max(THRESHOLD_HISTORY_S, 2 * self.step)
+        return TargetSpec(
+            name=f"{self.name}{THRESHOLD_SPEC_SUFFIX}",
+            selector=threshold.selector,
+            step_s=self.step,
+            history_s=history,
+        )
+
+
+THRESHOLD_SPEC_SUFFIX: Final = "/threshold"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputConfig:
+    """How forecasts leave the daemon; one destination for all targets, as there is one Prometheus."""
+
+    # remote_write: pushed to prometheus.remote_write at each forecast, stamped with the forecast time.
+    # exposition: served at /forecasts for Prometheus to scrape (no timestamps; honor_labels: true).
+    mode: Literal["remote_write", "exposition"] = "remote_write"
+    # Also write m:forecast_path at future timestamps. Off: Prometheus <= 2.53 breaks its own ingestion
+    # on samples more than ~1h ahead and >= 2.54 rejects them; VictoriaMetrics keeps up to 2 days ahead.
+    future_timestamps: bool = False
+
+    def problems(self) -> Problems:
+        if self.future_timestamps and self.mode != "remote_write":
+            yield "future_timestamps", "needs mode remote_write (the exposition format carries no timestamps)"
+
+
+def _label_name_problems(key: str, names: tuple[str, ...]) -> Problems:
+    for i, name in enumerate(names):
+        if not LABEL_NAME_RE.match(name):
+            yield f"{key}[{i}]", f"not a valid label name (got {_show(name)})"
+        elif name in names[:i]:
+            yield f"{key}[{i}]", f"label {name!r} given twice"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    # Several targets run side by side; none by default, so the receiver alone can be run.
+    targets: tuple[TargetConfig, ...] = ()
+    output: OutputConfig = field(default_factory=OutputConfig)
+    # Trained models, one file per target. Relative to the config file's directory (the daemon
+    # resolves it there), so a service started from any working directory finds the same models.
+    state_dir: DirPath = "./state"
+
+    def problems(self) -> Problems:
+        seen: dict[str, int] = {}
+        for i, target in enumerate(self.targets):
+            first = seen.setdefault(target.name, i)
+            if first != i:
+                yield f"targets[{i}].name", f"duplicate target name {target.name!r} (also targets[{first}])"
+            if self.output.mode == "remote_write" and target.forecast_every > LOOKBACK_S:
+                # A scrape repeats the last values, so only pushed forecasts have this problem.
+                got = f"{_show_seconds(target.forecast_every)} > {_show_seconds(LOOKBACK_S)}"
+                yield (
+                    f"targets[{i}].forecast_every",
+                    (
+                        f"must be at most Prometheus's lookback of 5m with output mode remote_write, or the"
+                        f" forecast series vanish from instant queries between writes (got {got})"
+                    ),
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,6 +675,8 @@ class _Decoder:
             value = self.readable_file(value, path)
         if Check.HTTP_URL in checks and not _is_http_url(value):
             self.fail(path, f"must be an http:// or https:// URL with a host (got {_show(data)})")
+        if Check.DIRECTORY in checks:
+            self.directory(value, path)
         if Check.HOST_PORT in checks and not _is_host_port(value):
             self.fail(path, f"must be host:port with a port from 0 to 65535, e.g. :9201 (got {_show(data)})")
         return value
@@ -436,6 +716,21 @@ class _Decoder:
             self.fail(path, f"cannot read file {shown}: {err.strerror or err}")
         return str(file)
 
+    def directory(self, name: str, path: str) -> None:
+        """Only what can be known now: a path that is not empty and, where it exists, a directory.
+
+        The directory itself may be created later (the daemon makes it before its first save),
+        and the value is kept as written so that ``config.yaml`` still equals the defaults.
+        """
+        if not name:
+            self.fail(path, "must not be empty")
+        target = Path(name)
+        if not target.is_absolute() and self.base_dir is not None:
+            target = self.base_dir / target
+        if target.exists() and not target.is_dir():
+            shown = repr(name) if str(target) == name else f"{name!r} (as {target})"
+            self.fail(path, f"must be a directory or a path where one can be created (got {shown}, a file)")
+
     def selector(self, data: object, path: str) -> Selector:
         if not isinstance(data, str):
             hint = (
@@ -464,6 +759,28 @@ class _StrictLoader(yaml.SafeLoader):
                     )
                 seen.add((key_node.tag, key_node.value))
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 booleans and floats instead of PyYAML's YAML 1.1 ones. In YAML 1.1 the key `on:` (as in
+# `threshold: {on: [...]}`) is the boolean true, `yes`/`no`/`off` are booleans too, and `1e12` is a
+# string because a float needs a dot; YAML 1.2, like Go's yaml.v3 and most users' intuition, differs.
+_BOOL_TAG: Final = "tag:yaml.org,2002:bool"
+_FLOAT_TAG: Final = "tag:yaml.org,2002:float"
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag not in (_BOOL_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_StrictLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
 
 
 def _join(path: str, key: str) -> str:

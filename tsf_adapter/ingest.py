@@ -102,6 +102,17 @@ class Ingester:
         self._rw1_keys: dict[bytes, int] = {}  # concatenated raw labels -> ref
         self._rw2_keys: dict[tuple[str, ...], int] = {}
 
+    def set_selectors(self, selectors: Sequence[Selector]) -> None:
+        """Select other series from now on (a config reload); call it on the ingest thread.
+
+        The caches remember which label sets were unselected, so they are cleared: a series
+        the new selectors (or the sink's new targets) want must reach ``series_ref`` again.
+        """
+        self.selectors = tuple(selectors)
+        self._rw1_prefixes.clear()
+        self._rw1_keys.clear()
+        self._rw2_keys.clear()
+
     def ingest(self, raw: bytes, message: str = RW1_MESSAGE) -> IngestResult:
         """Decode one uncompressed request and append its selected samples. Raises ``DecodeError``.
 

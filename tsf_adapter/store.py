@@ -441,6 +441,40 @@ class Store:
                 route.rows[ref] = self._stores[i].add_series(labels)
         return ref
 
+    def reconfigure(self, targets: Iterable[TargetSpec]) -> None:
+        """Switch to a new set of targets, keeping the grids of those whose spec is unchanged.
+
+        For a config reload: a target whose ``TargetSpec`` is equal keeps its history and rows;
+        a changed or new one starts empty, with every series already known that it selects
+        registered in it; a removed one is dropped. Refs handed out before stay valid (a ref no
+        target wants any more is simply not routed anywhere). Like every other method, it must
+        run on the single thread that owns the store.
+        """
+        specs = list(targets)
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"targets: duplicate target names in {names}")
+        old = {
+            name: (store, route)
+            for name, store, route in zip(self.targets, self._stores, self._routes, strict=True)
+        }
+        stores: list[TargetStore] = []
+        routes: list[_Routes] = []
+        for spec in specs:
+            kept = old.get(spec.name)
+            if kept is not None and kept[0].spec == spec:
+                store, route = kept
+            else:
+                store, route = TargetStore(spec), _Routes(np.full(len(self._labels), -1, dtype=np.int64))
+                for ref, labels in enumerate(self._labels):
+                    if spec.selector.matches(labels):
+                        route.rows[ref] = store.add_series(labels)
+            stores.append(store)
+            routes.append(route)
+        self.targets = {spec.name: store for spec, store in zip(specs, stores, strict=True)}
+        self._stores = stores
+        self._routes = routes
+
     def append(
         self,
         refs: npt.NDArray[np.int64],

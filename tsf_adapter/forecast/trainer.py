@@ -27,12 +27,13 @@ rows, and a flat dict of stacked CPU tensors, ready to be saved atomically.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,9 @@ from tsf_adapter.errors import TrainingError
 from tsf_adapter.forecast.features import FeatureConfig, WindowBatch, WindowSource, window_origins
 from tsf_adapter.forecast.nets import ForecastNet, NetConfig, NetKind, pinball_loss, reset_parameters
 from tsf_adapter.series import Labels
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 Scope = Literal["per_series", "global"]
 StopReason = Literal["early_stopping", "max_epochs", "budget"]
@@ -148,6 +152,26 @@ def series_seed(seed: int, labels: Labels) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
+def _flushing_denormals(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``fn`` with denormals flushed to zero, then restore IEEE behaviour.
+
+    Denormals made CPU training ~40x slower in measurements here. The setting is
+    per-thread processor state (MXCSR) that torch leaves on, and the same thread may
+    later do arithmetic that must stay IEEE-exact, so it is switched back off.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        torch.set_flush_denormal(True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_flush_denormal(False)
+
+    return wrapper
+
+
+@_flushing_denormals
 def fit(
     labels: Sequence[Labels],
     values: npt.NDArray[np.float64],
@@ -165,7 +189,6 @@ def fit(
     used). ``previous`` warm-starts every series (or the global network) it has a compatible
     model for. ``clock`` is injectable so budget behaviour can be tested without real time.
     """
-    torch.set_flush_denormal(True)
     labels = tuple(labels)
     vals = np.asarray(values, dtype=np.float64)
     if vals.ndim != 2 or vals.shape[0] != len(labels):
@@ -185,6 +208,7 @@ def fit(
     return _fit_per_series(run, labels, vals, start_s, step_s, extra, n_extra, train_o, val_o, previous)
 
 
+@_flushing_denormals
 def predict(
     state: ModelState,
     labels: Sequence[Labels],
@@ -200,7 +224,6 @@ def predict(
 
     Rows are NaN for series the state has no model for, or whose input window holds no data.
     """
-    torch.set_flush_denormal(True)
     labels = tuple(labels)
     vals = np.asarray(values, dtype=np.float64)
     net_cfg = NetConfig(**_tuples(state.config["net"]))

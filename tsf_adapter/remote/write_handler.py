@@ -8,7 +8,8 @@ The status code is the contract with the sender (Prometheus drops a batch on
 400    corrupt snappy, bad protobuf, invalid labels: resending cannot help
 413    body or declared decompressed size over the configured limits
 415    a Content-Type or Content-Encoding we do not speak
-503    shedding load (too many requests in flight) or shutting down: resend later
+503    shedding load (too many requests in flight), starting (history not yet backfilled)
+       or shutting down: resend later
 500    the store failed: resend later
 =====  ==========================================================================
 
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tsf_adapter.config import RW2_MESSAGE, ServerConfig
 from tsf_adapter.errors import DecodeError
@@ -37,6 +39,7 @@ from tsf_adapter.metrics import (
     REJECT_INTERNAL,
     REJECT_INVALID,
     REJECT_OVERLOADED,
+    REJECT_STARTING,
     REJECT_STOPPING,
     REJECT_TOO_LARGE,
     REJECT_UNSUPPORTED,
@@ -81,6 +84,11 @@ def make_write_handler(
         protocol = "v2" if message == RW2_MESSAGE else "v1"
         if state.stopping:
             return _answer(metrics, protocol, 503, "shutting down", reason=REJECT_STOPPING)
+        if not state.ready:
+            # Samples must not reach the store before its backfill: an aggregating target would
+            # finalise the newest steps and then drop the backfilled past as late. Prometheus
+            # keeps what it could not send and resends it once we are ready.
+            return _answer(metrics, protocol, 503, "starting: not ready yet", reason=REJECT_STARTING)
         if message is None:
             return _answer(
                 metrics,
@@ -124,6 +132,16 @@ def make_write_handler(
                     413,
                     f"body exceeds limit {limits.max_compressed_bytes}",
                     reason=REJECT_TOO_LARGE,
+                )
+            except (ConnectionError, HttpProcessingError) as exc:
+                # The sender went away or broke the framing mid-body. Nobody may be left to
+                # read this, but it is counted, and aiohttp does not log a traceback for it.
+                return _answer(
+                    metrics,
+                    protocol,
+                    400,
+                    f"incomplete request body ({type(exc).__name__})",
+                    reason=REJECT_INVALID,
                 )
             loop = asyncio.get_running_loop()
             try:

@@ -1,0 +1,383 @@
+"""``tsf-adapter run`` as a real process, against a fake Prometheus served by this test.
+
+The fake answers remote-read with a little history (encoded with our own read codec) and
+records every remote-write it is sent. The test feeds live samples to the daemon's receiver
+and watches the forecasts arrive. Timing never decides a pass: every wait polls for a state
+with a generous guard against hangs only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.prometheus import free_port
+from tsf_adapter.cli import main
+from tsf_adapter.remote.codec import decode_write_request, decompress, encode_write_request
+from tsf_adapter.remote.read_codec import SAMPLES_CONTENT_TYPE, decode_read_request, encode_samples_response
+from tsf_adapter.selector import Selector
+from tsf_adapter.series import SeriesSamples, make_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+HANG_GUARD = 45.0  # seconds; only against a hang, never a speed assertion
+
+
+class FakePrometheus:
+    """Remote-read of fixed history and a recording remote-write endpoint, on a thread of its own."""
+
+    def __init__(self, history: list[SeriesSamples]) -> None:
+        self.history = history
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.written: list[SeriesSamples] = []
+        self.lock = threading.Lock()
+        self.read_gate = threading.Event()  # reads wait until the test opens it
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def __enter__(self) -> FakePrometheus:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.read_gate.set()
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/read", self._read)
+        app.router.add_post("/api/v1/write", self._write)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _read(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        await asyncio.get_running_loop().run_in_executor(None, self.read_gate.wait)
+        queries, _ = decode_read_request(body)
+        results = []
+        for q in queries:
+            selector = Selector(q.matchers)
+            found = []
+            for s in self.history:
+                if selector.matches(s.labels):
+                    keep = (s.timestamps >= q.start_ms) & (s.timestamps <= q.end_ms)
+                    found.append(SeriesSamples(s.labels, s.timestamps[keep], s.values[keep]))
+            results.append(found)
+        return web.Response(
+            body=encode_samples_response(results), headers={"Content-Type": SAMPLES_CONTENT_TYPE}
+        )
+
+    async def _write(self, request: web.Request) -> web.Response:
+        decoded = decode_write_request(decompress(await request.read(), 1 << 26))
+        with self.lock:
+            self.written.extend(decoded.series)
+        return web.Response(status=204)
+
+    def series(self) -> list[SeriesSamples]:
+        with self.lock:
+            return list(self.written)
+
+    def infos(self, name: str) -> set[tuple[str, str]]:
+        """(instance, model) of every ``name`` row written so far."""
+        out = set()
+        for s in self.series():
+            labels = dict(s.labels)
+            if labels["__name__"] == name:
+                out.add((labels.get("instance", ""), labels["model"]))
+        return out
+
+
+def http(method: str, url: str, body: bytes | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        req.add_header("Content-Type", "application/x-protobuf")
+        req.add_header("Content-Encoding", "snappy")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def wait_for(what: str, check: Callable[[], bool], log: Callable[[], str]) -> None:
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}:\n{log()}")
+
+
+def history(now_ms: int) -> list[SeriesSamples]:
+    """100 s of one-second samples: two load series (a trend plus a wave) and one disk series."""
+    ts = [now_ms - 1000 * k for k in range(100, 0, -1)]
+    out = []
+    for inst, base in (("a", 100.0), ("b", 50.0)):
+        values = [base + 0.5 * i + 3 * math.sin(i / 4) for i in range(len(ts))]
+        out.append(SeriesSamples(make_labels({"__name__": "load", "job": "j", "instance": inst}), ts, values))
+    out.append(
+        SeriesSamples(make_labels({"__name__": "disk", "job": "j"}), ts, [1e9 - 1e6 * i for i in range(100)])
+    )
+    return out
+
+
+def config_text(port: int, fake: FakePrometheus, state: Path, *, mode: str, disk_horizons: str) -> str:
+    neural = """
+  - name: neural
+    selector: 'load{job="j"}'
+    step: 1s
+    history: 2m
+    horizons: [2s, 4s]
+    model: {kind: lstm}
+    retrain_every: 10s
+    forecast_every: 1s
+"""
+    return f"""
+server:
+  listen_address: "127.0.0.1:{port}"
+prometheus:
+  remote_read:
+    url: "{fake.url}/api/v1/read"
+    prefer_streamed: false
+  remote_write:
+    url: "{fake.url}/api/v1/write"
+    queue:
+      batch_send_deadline: 100ms
+      flush_deadline: 10s
+state_dir: "{state}"
+output:
+  mode: {mode}
+targets:
+{neural if mode == "remote_write" else ""}
+  - name: base
+    selector: 'disk'
+    step: 1s
+    history: 1m
+    horizons: {disk_horizons}
+    model: {{kind: last_value}}
+    retrain_every: 1m
+    forecast_every: 1s
+    threshold: {{value: 0, direction: below}}
+"""
+
+
+class Daemon:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            args = [sys.executable, "-m", "tsf_adapter", "run", "--config", str(self.config)]
+            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path], Daemon]]:
+    made: list[Daemon] = []
+
+    def make(config: Path) -> Daemon:
+        d = Daemon(config, tmp_path / f"daemon{len(made)}.log")
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+class Pusher:
+    """Sends the current value of some series to the daemon's receiver about twice a second."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.instances = ["a", "b"]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            now = int(time.time() * 1000)
+            series = [
+                SeriesSamples(make_labels({"__name__": "load", "job": "j", "instance": i}), [now], [150.0])
+                for i in list(self.instances)
+            ]
+            series.append(SeriesSamples(make_labels({"__name__": "disk", "job": "j"}), [now], [9e8]))
+            with contextlib.suppress(OSError):
+                http("POST", f"{self.url}/api/v1/write", encode_write_request(series))
+            self.stop.wait(0.5)
+
+
+def test_run_backfills_forecasts_reloads_and_flushes_on_sigterm(tmp_path: Path, daemon_factory) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with FakePrometheus(history(int(time.time() * 1000))) as fake:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            config_text(port, fake, tmp_path / "state", mode="remote_write", disk_horizons="[2s]")
+        )
+        daemon = daemon_factory(config)
+        daemon.start()
+
+        def probe(path: str) -> int:
+            try:
+                return http("GET", url + path)[0]
+            except OSError:
+                return -1
+
+        # Backfill is held by the fake: healthy, not ready, and writes are turned away for later.
+        wait_for("healthy", lambda: probe("/-/healthy") == 200, daemon.log)
+        assert probe("/-/ready") == 503
+        assert http("POST", f"{url}/api/v1/write", encode_write_request([]))[0] == 503
+        fake.read_gate.set()
+        wait_for("ready", lambda: probe("/-/ready") == 200, daemon.log)
+        pusher = Pusher(url)
+        pusher.thread.start()
+        try:
+            # The neural target's series get a model of their own after the first training.
+            wait_for(
+                "lstm forecasts", lambda: ("a", "lstm") in fake.infos("load:forecast_model_info"), daemon.log
+            )
+            # A series seen for the first time is forecast by the baseline until it is trained.
+            pusher.instances.append("c")
+            wait_for(
+                "c", lambda: any(i == "c" for i, _ in fake.infos("load:forecast_model_info")), daemon.log
+            )
+            assert ("c", "predict_linear") in fake.infos("load:forecast_model_info")
+            assert fake.infos("disk:forecast_model_info") == {("", "last_value")}
+            wait_for("forecast errors", lambda: _names(fake) >= {"load:forecast_error"}, daemon.log)
+
+            names = _names(fake)
+            assert {"load:forecast", "disk:forecast", "disk:forecast_threshold_seconds"} <= names
+            rows = {_key(s) for s in fake.series() if dict(s.labels)["__name__"] == "load:forecast"}
+            assert ("a", "2s", "0.1") in rows and ("b", "4s", "0.9") in rows
+            # Never a future timestamp: every sample is stamped at or before the time we read it.
+            now_ms = int(time.time() * 1000)
+            assert all(int(s.timestamps.max()) <= now_ms for s in fake.series())
+
+            status, metrics = http("GET", f"{url}/metrics")
+            assert status == 200
+            for family in (
+                "tsf_adapter_target_series",
+                "tsf_adapter_train_duration_seconds",
+                "tsf_adapter_forecast_duration_seconds",
+                "tsf_adapter_remote_write_queue_length",
+                "tsf_adapter_remote_write_retries_total",
+                "tsf_adapter_forecast_last_success_timestamp_seconds",
+                "tsf_adapter_forecast_errors_total",
+                "tsf_adapter_training_skipped_total",
+                "tsf_adapter_training_failures_total",
+                "tsf_adapter_receiver_samples_dropped_total",
+            ):
+                assert f"\n{family}" in metrics, family
+            assert 'tsf_adapter_target_series{target="neural"} 3.0' in metrics
+
+            # A bad config on SIGHUP is logged and the running one kept.
+            good = config.read_text()
+            config.write_text(good.replace("step: 1s", "step: -1s", 1))
+            assert daemon.proc is not None
+            daemon.proc.send_signal(signal.SIGHUP)
+            wait_for(
+                "bad reload", lambda: "reload failed, keeping the running config" in daemon.log(), daemon.log
+            )
+            # Change only the baseline target: the neural one keeps its runner and model.
+            config.write_text(good.replace("horizons: [2s]", "horizons: [2s, 3s]"))
+            daemon.proc.send_signal(signal.SIGHUP)
+            wait_for("reload", lambda: "1 targets kept, 1 started, 0 stopped" in daemon.log(), daemon.log)
+            wait_for(
+                "new horizon",
+                lambda: any(_key(s)[1] == "3s" for s in fake.series() if "disk:forecast" in str(s.labels)),
+                daemon.log,
+            )
+            assert daemon.log().count("target neural: loaded") == 0  # never replaced, so never reloaded
+        finally:
+            pusher.stop.set()
+            pusher.thread.join(5)
+
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(HANG_GUARD) == 0
+        log = daemon.log()
+        closed = re.search(r"write queue closed: (\d+) samples sent, (\d+) dropped", log)
+        assert closed is not None, log
+        assert int(closed.group(2)) == 0
+        assert int(closed.group(1)) == sum(len(s) for s in fake.series())
+        assert log.index("stopping: no longer ready") < log.index("write queue closed")
+        assert (tmp_path / "state" / "neural.pt").exists()
+        assert "Traceback" not in log
+
+
+def test_exposition_mode_serves_the_latest_forecasts(tmp_path: Path, daemon_factory) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with FakePrometheus(history(int(time.time() * 1000))) as fake:
+        fake.read_gate.set()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            config_text(port, fake, tmp_path / "state", mode="exposition", disk_horizons="[2s]")
+        )
+        daemon = daemon_factory(config)
+        daemon.start()
+
+        def forecasts() -> str:
+            try:
+                status, text = http("GET", f"{url}/forecasts")
+            except OSError:
+                return ""
+            return text if status == 200 else ""
+
+        wait_for("forecasts", lambda: "disk:forecast{" in forecasts(), daemon.log)
+        text = forecasts()
+        assert "# TYPE disk:forecast gauge" in text
+        assert 'disk:forecast{horizon="2s",job="j",quantile="0.5"}' in text
+        assert 'disk:forecast_model_info{job="j",model="last_value",scope="per_series"} 1.0' in text
+        assert fake.series() == []  # nothing is pushed in this mode
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(HANG_GUARD) == 0
+
+
+def _names(fake: FakePrometheus) -> set[str]:
+    return {dict(s.labels)["__name__"] for s in fake.series()}
+
+
+def _key(s: SeriesSamples) -> tuple[str, str, str]:
+    labels = dict(s.labels)
+    return labels.get("instance", ""), labels.get("horizon", ""), labels.get("quantile", "")
+
+
+def test_run_with_a_bad_config_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    path = ROOT / "tests" / "testdata" / "config" / "state_dir_empty.bad.yaml"
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--config", str(path)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"tsf-adapter: {path}: state_dir: must not be empty\n"

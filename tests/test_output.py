@@ -1,0 +1,340 @@
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from tsf_adapter.config import TargetConfig, decode_section
+from tsf_adapter.forecast.base import GridBatch
+from tsf_adapter.output import (
+    ForecastOutput,
+    ForecastOutputBuilder,
+    join_limits,
+    latest_values,
+    output_base,
+    render_exposition,
+    threshold_seconds,
+)
+from tsf_adapter.series import Labels, SeriesSamples, make_labels
+
+STEP = 60_000
+
+
+def target(**extra: Any) -> TargetConfig:
+    data: dict[str, Any] = {
+        "name": "disk",
+        "selector": "used_bytes",
+        "horizons": ["1m", "3m"],
+        "quantiles": [0.1, 0.5, 0.9],
+        **extra,
+    }
+    return decode_section(TargetConfig, data)
+
+
+def series(**labels: str) -> Labels:
+    return make_labels({"__name__": "used_bytes", **labels})
+
+
+def grid(labels: list[Labels], values: list[list[float]], start_ms: int = 10 * STEP) -> GridBatch:
+    return GridBatch("disk", tuple(labels), np.array(values, dtype=np.float64), start_ms, STEP)
+
+
+def rows(out: ForecastOutput) -> dict[Labels, float]:
+    return dict(zip(out.labels, out.values.tolist(), strict=True))
+
+
+def linear_prediction(n_series: int, steps: int = 3) -> np.ndarray:
+    """Quantile q of series s at step j is 100*s + 10*j + q_index: every value names its place."""
+    s = np.arange(n_series)[:, None, None] * 100.0
+    q = np.arange(3)[None, :, None]
+    j = np.arange(1, steps + 1)[None, None, :] * 10.0
+    return s + j + q
+
+
+def test_forecast_rows_carry_input_labels_horizon_and_quantile() -> None:
+    a, b = series(instance="a"), series(instance="b")
+    batch = grid([a, b], [[1.0, 2.0], [3.0, 4.0]])
+    out = ForecastOutputBuilder(target()).build(batch, linear_prediction(2), now_ms=batch.end_ms + 5_000)
+    got = rows(out)
+    key = make_labels(
+        {"__name__": "used_bytes:forecast", "instance": "b", "horizon": "3m", "quantile": "0.9"}
+    )
+    assert got[key] == 100 + 30 + 2
+    key = make_labels(
+        {"__name__": "used_bytes:forecast", "instance": "a", "horizon": "1m", "quantile": "0.1"}
+    )
+    assert got[key] == 10
+    info = make_labels(
+        {
+            "__name__": "used_bytes:forecast_model_info",
+            "instance": "a",
+            "model": "lstm",
+            "scope": "per_series",
+        }
+    )
+    assert got[info] == 1.0
+    names = sorted({dict(lab)["__name__"] for lab in out.labels})
+    assert names == ["used_bytes:forecast", "used_bytes:forecast_model_info"]  # no threshold, no errors
+    assert len(out) == 2 * (6 + 1)
+    # Every row is one sample stamped T, never in the future.
+    samples = out.samples()
+    assert all(
+        isinstance(s, SeriesSamples) and s.timestamps.tolist() == [batch.end_ms + 5_000] for s in samples
+    )
+    assert samples[0] == SeriesSamples(out.labels[0], [batch.end_ms + 5_000], [10.0])
+
+
+def test_clashing_input_labels_are_exported_not_overwritten() -> None:
+    labels = make_labels(
+        {"__name__": "m", "horizon": "x", "exported_horizon": "y", "quantile": "q", "Zone": "z", "model": "m"}
+    )
+    assert output_base(labels) == (
+        "m",
+        (
+            ("Zone", "z"),
+            ("exported_exported_horizon", "x"),
+            ("exported_horizon", "y"),
+            ("exported_model", "m"),
+            ("exported_quantile", "q"),
+        ),
+    )
+    out = ForecastOutputBuilder(target(selector="m")).build(
+        grid([labels], [[1.0]]), linear_prediction(1), now_ms=11 * STEP
+    )
+    first = out.labels[0]
+    assert first == tuple(sorted(first))  # "Zone" sorts before "__name__"
+    assert dict(first)["horizon"] == "1m" and dict(first)["exported_exported_horizon"] == "x"
+
+
+def test_aggregated_series_are_named_after_the_selector_metric() -> None:
+    cfg = target(aggregate={"op": "sum", "by": ["cluster"]})
+    group = (("cluster", "c1"),)
+    out = ForecastOutputBuilder(cfg).build(grid([group], [[1.0]]), linear_prediction(1), now_ms=11 * STEP)
+    assert out.labels[0] == (
+        ("__name__", "used_bytes:forecast"),
+        ("cluster", "c1"),
+        ("horizon", "1m"),
+        ("quantile", "0.1"),
+    )
+
+
+def test_series_without_any_name_get_no_rows() -> None:
+    cfg = target(selector='{__name__=~"used_.*"}')
+    out = ForecastOutputBuilder(cfg).build(
+        grid([(("job", "x"),), series(job="y")], [[1.0], [2.0]]), linear_prediction(2), now_ms=11 * STEP
+    )
+    assert out.skipped == 1
+    assert {dict(lab)["job"] for lab in out.labels} == {"y"}
+    # The kept series' values, not the skipped one's: quantile 0.1 at 1m of series 1 is 110.
+    assert out.values[0] == 110.0
+
+
+@pytest.mark.parametrize(
+    ("anchor", "path", "expected"),
+    [
+        (90.0, [110.0, 130.0], 30.0),  # halfway through the first step
+        (100.0, [90.0, 80.0], 0.0),  # already there
+        (50.0, [100.0, 120.0], 60.0),  # exactly at the first step
+        (50.0, [60.0, 80.0, 120.0], 150.0),  # a quarter into the third step: 2 + 0.5 steps
+        (50.0, [60.0, 70.0, 80.0], math.inf),  # not within the longest horizon
+        (math.nan, [120.0, 130.0], 60.0),  # unknown anchor: the first step at the threshold
+        (50.0, [math.nan, 150.0], 120.0),  # no slope from a gap: the step itself
+    ],
+)
+def test_threshold_seconds_interpolates_between_grid_steps(
+    anchor: float, path: list[float], expected: float
+) -> None:
+    got = threshold_seconds(np.array([anchor]), np.array([[path]]), np.array([100.0]), step_s=60.0)
+    assert got.shape == (1, 1)
+    assert got[0, 0] == pytest.approx(expected)
+
+
+def test_threshold_seconds_counts_from_the_forecast_time_and_falls_below() -> None:
+    paths = np.array([[[110.0, 130.0]]])
+    got = threshold_seconds(np.array([90.0]), paths, np.array([100.0]), step_s=60.0, delay_s=20.0)
+    assert got[0, 0] == pytest.approx(10.0)
+    got = threshold_seconds(np.array([90.0]), paths, np.array([100.0]), step_s=60.0, delay_s=45.0)
+    assert got[0, 0] == 0.0  # the crossing is already behind T: not negative
+    falling = threshold_seconds(
+        np.array([40.0]), np.array([[[20.0, -20.0]]]), np.array([0.0]), step_s=60.0, direction="below"
+    )
+    assert falling[0, 0] == pytest.approx(90.0)
+    assert np.isnan(threshold_seconds(np.array([1.0]), paths, np.array([np.nan]), step_s=60.0)).all()
+
+
+@given(
+    anchor=st.floats(-1e6, 1e6),
+    path=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=20),
+    thr=st.floats(-1e6, 1e6),
+)
+def test_threshold_seconds_lies_where_the_path_first_reaches(
+    anchor: float, path: list[float], thr: float
+) -> None:
+    got = threshold_seconds(np.array([anchor]), np.array([[path]]), np.array([thr]), step_s=1.0)[0, 0]
+    full = [anchor, *path]
+    first = next((j for j, v in enumerate(full) if v >= thr), None)
+    if first is None:
+        assert got == math.inf
+    elif first == 0:
+        assert got == 0.0
+    else:
+        assert first - 1 <= got <= first
+
+
+def test_constant_threshold_rows_per_quantile() -> None:
+    cfg = target(threshold={"value": 50.0, "ratio": 2.0})  # threshold 100
+    batch = grid([series(instance="a")], [[0.0, 90.0]])
+    prediction = np.array([[[95.0, 99.0, 99.0], [110.0, 130.0, 150.0], [200.0, 300.0, 400.0]]])
+    out = ForecastOutputBuilder(cfg).build(batch, prediction, now_ms=batch.end_ms)
+    got = {dict(lab)["quantile"]: v for lab, v in rows(out).items() if "threshold" in dict(lab)["__name__"]}
+    assert got == {"0.1": math.inf, "0.5": pytest.approx(30.0), "0.9": pytest.approx(60 * 10 / 110)}
+    name = next(dict(lab)["__name__"] for lab in out.labels if "threshold" in dict(lab)["__name__"])
+    assert name == "used_bytes:forecast_threshold_seconds"
+
+
+def test_limit_series_join_on_labels_many_to_one() -> None:
+    quota = make_labels({"__name__": "quota_bytes", "user": "u1", "job": "other"})
+    got = join_limits(
+        [series(user="u1", disk="a"), series(user="u1", disk="b"), series(user="u2"), series()],
+        [quota, make_labels({"__name__": "quota_bytes", "job": "x"})],
+        np.array([1000.0, 5.0]),
+        ["user"],
+    )
+    # u1 twice (many-to-one), u2 has no limit, and a series without `user` joins the limit without it.
+    assert got[:2].tolist() == [1000.0, 1000.0]
+    assert math.isnan(got[2]) and got[3] == 5.0
+
+
+def test_ambiguous_or_missing_limits_give_no_threshold() -> None:
+    limits = [make_labels({"user": "u1", "i": "1"}), make_labels({"user": "u1", "i": "2"}), (("user", "u2"),)]
+    got = join_limits([series(user="u1"), series(user="u2")], limits, np.array([1.0, 2.0, np.nan]), ["user"])
+    assert np.isnan(got).all()
+
+
+def test_latest_values_skip_gaps() -> None:
+    batch = grid(
+        [series(a="1"), series(a="2"), series(a="3")], [[1.0, 2.0, np.nan], [np.nan] * 3, [4.0, 5.0, 6.0]]
+    )
+    got = latest_values(batch)
+    assert got[0] == 2.0 and math.isnan(got[1]) and got[2] == 6.0
+
+
+def test_threshold_from_limit_series_and_series_without_limit_get_none() -> None:
+    cfg = target(threshold={"selector": "quota_bytes", "on": ["user"], "ratio": 0.5})
+    batch = grid([series(user="u1"), series(user="u2")], [[0.0, 40.0], [0.0, 40.0]])
+    limits = grid([make_labels({"__name__": "quota_bytes", "user": "u1"})], [[200.0, np.nan]])
+    prediction = np.full((2, 3, 3), 120.0)
+    out = ForecastOutputBuilder(cfg).build(batch, prediction, now_ms=batch.end_ms, limits=limits)
+    thresholds = {
+        (dict(lab)["user"], dict(lab)["quantile"]): v
+        for lab, v in rows(out).items()
+        if dict(lab)["__name__"].endswith("threshold_seconds")
+    }
+    # Limit 200 x 0.5 = 100, reached from 40 to 120 at 60/80 of the first step; u2 has no limit.
+    assert thresholds == {("u1", q): pytest.approx(45.0) for q in ("0.1", "0.5", "0.9")}
+
+
+def test_error_rows_only_where_a_forecast_has_matured() -> None:
+    batch = grid([series(instance="a"), series(instance="b")], [[1.0], [2.0]])
+    errors = np.array([[0.5, np.nan], [np.nan, np.nan]])
+    out = ForecastOutputBuilder(target()).build(
+        batch, linear_prediction(2), now_ms=batch.end_ms, errors=errors
+    )
+    got = {lab: v for lab, v in rows(out).items() if dict(lab)["__name__"].endswith(":forecast_error")}
+    assert got == {
+        make_labels({"__name__": "used_bytes:forecast_error", "instance": "a", "horizon": "1m"}): 0.5
+    }
+
+
+def test_model_info_per_series_while_models_train() -> None:
+    batch = grid([series(instance="a"), series(instance="b")], [[1.0], [2.0]])
+    builder = ForecastOutputBuilder(target(model={"kind": "gru", "scope": "global"}))
+    out = builder.build(
+        batch,
+        linear_prediction(2),
+        now_ms=batch.end_ms,
+        models=[("predict_linear", "per_series"), ("gru", "global")],
+    )
+    infos = sorted(
+        (dict(lab)["instance"], dict(lab)["model"], dict(lab)["scope"])
+        for lab in out.labels
+        if dict(lab)["__name__"].endswith("model_info")
+    )
+    assert infos == [("a", "predict_linear", "per_series"), ("b", "gru", "global")]
+    default = builder.build(batch, linear_prediction(2), now_ms=batch.end_ms)
+    assert {dict(lab).get("model") for lab in default.labels} == {None, "gru"}
+
+
+def test_future_paths_carry_the_whole_horizon_at_grid_timestamps() -> None:
+    batch = grid([series(instance="a")], [[1.0, 2.0]])
+    out = ForecastOutputBuilder(target(), future_timestamps=True).build(
+        batch, linear_prediction(1), now_ms=batch.end_ms
+    )
+    assert len(out.paths) == 3
+    path = out.paths[2]
+    assert path.labels == make_labels(
+        {"__name__": "used_bytes:forecast_path", "instance": "a", "quantile": "0.9"}
+    )
+    assert path.timestamps.tolist() == [batch.end_ms + STEP * j for j in (1, 2, 3)]
+    assert path.values.tolist() == [12.0, 22.0, 32.0]
+    assert out.samples()[-3:] == out.paths
+
+
+def test_prediction_shape_is_checked() -> None:
+    batch = grid([series(instance="a")], [[1.0]])
+    with pytest.raises(ValueError, match=r"prediction shape \(1, 3, 2\), expected \(1, 3, >= 3\)"):
+        ForecastOutputBuilder(target()).build(batch, np.zeros((1, 3, 2)), now_ms=0)
+
+
+def test_label_cache_follows_the_batch() -> None:
+    builder = ForecastOutputBuilder(target())
+    a, b = series(instance="a"), series(instance="b")
+    first = builder.build(grid([a, b], [[1.0], [2.0]]), linear_prediction(2), now_ms=0)
+    second = builder.build(grid([b], [[2.0]]), linear_prediction(1), now_ms=STEP)
+    assert len(builder._cache) == 1
+    # The same label tuples are reused, not rebuilt.
+    assert second.labels[0] is first.labels[6]
+
+
+def test_exposition_parses_with_the_reference_parser() -> None:
+    cfg = target(threshold={"value": 32.5})  # series a, quantile 0.1 (10, 20, 30) never gets there
+    a = make_labels({"__name__": "used_bytes", "path": 'C:\\dir "x"\nnext', "instance": "a"})
+    batch = grid([a, series(instance="b")], [[1.0], [2.0]])
+    errors = np.array([[1.5, 2.5], [np.nan, np.nan]])
+    out = ForecastOutputBuilder(cfg).build(batch, linear_prediction(2), now_ms=batch.end_ms, errors=errors)
+    other = ForecastOutputBuilder(target(name="other", selector="free_bytes")).build(
+        grid([make_labels({"__name__": "free_bytes"})], [[1.0]]), linear_prediction(1), now_ms=0
+    )
+    text = render_exposition([out, other])
+    assert "# TYPE used_bytes:forecast gauge\n" in text
+    assert text.count("# TYPE used_bytes:forecast gauge") == 1
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert set(families) == {
+        "used_bytes:forecast",
+        "used_bytes:forecast_threshold_seconds",
+        "used_bytes:forecast_error",
+        "used_bytes:forecast_model_info",
+        "free_bytes:forecast",
+        "free_bytes:forecast_model_info",
+    }
+    assert all(f.type == "gauge" for f in families.values())
+    parsed = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
+    }
+    expected = {
+        (dict(lab)["__name__"], tuple((k, v) for k, v in lab if k != "__name__")): v
+        for o in (out, other)
+        for lab, v in rows(o).items()
+    }
+    assert parsed.keys() == expected.keys()
+    for key, value in expected.items():
+        assert parsed[key] == value
+    assert any(math.isinf(v) for v in parsed.values())  # +Inf written as Prometheus spells it
+    assert "+Inf" in text
+    assert all(s.timestamp is None for f in families.values() for s in f.samples)
+    assert render_exposition([]) == ""

@@ -1,0 +1,288 @@
+"""The per-target runner: cycles driven by a fake clock, small data, fake models at the model seam."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tsf_adapter.config import TargetConfig, decode_section
+from tsf_adapter.errors import TrainingError
+from tsf_adapter.forecast.base import GridBatch
+from tsf_adapter.metrics import DaemonMetrics
+from tsf_adapter.output import ForecastOutput
+from tsf_adapter.scheduler import RunnerDeps, Scheduler, TargetRunner, Workers
+from tsf_adapter.series import Labels, make_labels
+from tsf_adapter.store import Store
+
+T0 = 1_700_000_000.0  # a whole number of seconds: grid steps line up with the fake clock
+
+
+class FakeClock:
+    """Wall time that moves only when the runner sleeps; past ``stop_at`` sleeping never returns."""
+
+    def __init__(self, now: float = T0, stop_at: float = float("inf")) -> None:
+        self.now = now
+        self.stop_at = stop_at
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if self.now + seconds > self.stop_at:
+            await asyncio.Event().wait()
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class FakeModel:
+    """Learns which series it saw; forecasts ``100 + step`` for those, NaN for the rest."""
+
+    NEEDS_FIT: ClassVar[bool] = True
+    QUANTILES: ClassVar[bool] = True
+    name = "fake"
+
+    def __init__(self, quantiles: tuple[float, ...]) -> None:
+        self.quantiles = quantiles
+        self.trained: set[Labels] = set()
+        self.gate: threading.Event | None = None  # fit waits on it when set
+        self.fail_fit = False
+        self.fail_predict = False
+
+    def fit(self, batch: GridBatch) -> None:
+        if self.gate is not None:
+            self.gate.wait(30)
+        if self.fail_fit:
+            raise TrainingError("history too short: 3 steps")
+        self.trained = set(batch.labels)
+
+    def predict(self, batch: GridBatch, horizon_steps: int) -> np.ndarray:
+        if self.fail_predict:
+            raise RuntimeError("boom")
+        out = np.full((batch.n_series, len(self.quantiles), horizon_steps), np.nan)
+        for i, lab in enumerate(batch.labels):
+            if lab in self.trained:
+                out[i] = 100.0 + np.arange(horizon_steps)
+        return out
+
+
+def target(**extra: object) -> TargetConfig:
+    data = {
+        "name": "t",
+        "selector": "m",
+        "step": "1s",
+        "history": "1m",
+        "horizons": ["1s", "2s"],
+        "forecast_every": "1s",
+        "retrain_every": "5s",
+        **extra,
+    }
+    return decode_section(TargetConfig, data)
+
+
+@dataclass
+class Env:
+    store: Store
+    deps: RunnerDeps
+    clock: FakeClock
+    registry: CollectorRegistry
+    outputs: list[ForecastOutput] = field(default_factory=list)
+
+    def put(self, instance: str, ts_s: float, value: float) -> None:
+        labels = make_labels({"__name__": "m", "instance": instance})
+        ref = self.store.series_ref(labels)
+        assert ref is not None
+        self.store.append(np.array([ref]), np.array([round(ts_s * 1000)]), np.array([value]))
+
+    def value(self, name: str) -> float | None:
+        return self.registry.get_sample_value(name, {"target": "t"})
+
+
+@pytest.fixture
+def pools() -> Iterator[Workers]:
+    made = [ThreadPoolExecutor(max_workers=1) for _ in range(3)]
+    yield Workers(ingest=made[0], forecast=made[1], train=made[2])
+    for pool in made:
+        pool.shutdown(wait=True)
+
+
+@pytest.fixture
+async def env(pools: Workers) -> AsyncIterator[Env]:
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    store = Store([target().to_spec()])
+    outputs: list[ForecastOutput] = []
+
+    async def emit(out: ForecastOutput) -> None:
+        outputs.append(out)
+
+    deps = RunnerDeps(
+        store=store,
+        workers=pools,
+        metrics=DaemonMetrics(registry),
+        emit=emit,
+        clock=clock,
+        jitter=lambda: 0.0,
+    )
+    yield Env(store, deps, clock, registry, outputs)
+
+
+def infos(out: ForecastOutput) -> dict[str, str]:
+    """instance -> model label of the ``m:forecast_model_info`` rows."""
+    rows = [dict(lab) for lab in out.labels if dict(lab)["__name__"] == "m:forecast_model_info"]
+    return {r["instance"]: r["model"] for r in rows}
+
+
+def runner(env: Env, fake: FakeModel | None = None, **extra: object) -> TargetRunner:
+    cfg = target(**extra)
+    return TargetRunner(cfg, env.deps, forecaster=fake)
+
+
+async def test_a_series_uses_the_baseline_until_its_model_is_trained(env: Env) -> None:
+    for k in range(5):
+        env.put("a", T0 - 4 + k, 10.0 + k)
+    model = FakeModel((0.1, 0.5, 0.9))
+    r = runner(env, model)
+    out = await r.forecast_once()
+    assert out is not None and infos(out) == {"a": "predict_linear"}
+    # predict_linear over 10..14 at one per second: 15 one step ahead, at every quantile.
+    forecast = dict(zip(out.texts, out.values.tolist(), strict=True))
+    assert forecast['m:forecast{horizon="1s",instance="a",quantile="0.9"}'] == pytest.approx(15.0)
+
+    assert await r.train_once()
+    env.put("b", T0, 1.0)  # seen only after the training
+    out = await r.forecast_once()
+    assert out is not None and infos(out) == {"a": "fake", "b": "predict_linear"}
+    forecast = dict(zip(out.texts, out.values.tolist(), strict=True))
+    assert forecast['m:forecast{horizon="2s",instance="a",quantile="0.5"}'] == 101.0
+    assert env.value("tsf_adapter_target_model_series") == 1.0
+    assert env.value("tsf_adapter_target_series") == 2.0
+
+
+async def test_a_baseline_target_never_trains(env: Env) -> None:
+    env.put("a", T0, 3.0)
+    r = runner(env, None, model={"kind": "last_value"})
+    assert not r.trains
+    out = await r.forecast_once()
+    assert out is not None and infos(out) == {"a": "last_value"}
+
+
+async def test_training_that_overruns_skips_the_next_cycle_and_counts_it(env: Env) -> None:
+    env.put("a", T0, 1.0)
+    model = FakeModel((0.1, 0.5, 0.9))
+    model.gate = threading.Event()
+    r = runner(env, model)
+    assert r.start_training()
+    assert not r.start_training()  # still running
+    skipped = {"target": "t", "reason": "overrun"}
+    assert env.registry.get_sample_value("tsf_adapter_training_skipped_total", skipped) == 1.0
+    model.gate.set()
+    assert r.training is not None and await r.training
+    assert r.start_training()  # the next cycle trains again
+    assert r.training is not None and await r.training
+
+
+async def test_exceptions_are_counted_and_the_loop_goes_on(env: Env) -> None:
+    env.put("a", T0, 1.0)
+    model = FakeModel((0.1, 0.5, 0.9))
+    r = runner(env, model)
+    model.fail_fit = True
+    assert not await r.train_once()
+    assert env.value("tsf_adapter_training_failures_total") == 1.0
+    model.fail_fit = False
+    assert await r.train_once()
+    model.fail_predict = True
+    assert await r.forecast_once() is None
+    assert env.value("tsf_adapter_forecast_errors_total") == 1.0
+    model.fail_predict = False
+    assert await r.forecast_once() is not None
+    assert env.outputs and len(env.outputs) == 1
+
+
+async def test_forecast_error_is_scored_once_the_horizon_has_passed(env: Env) -> None:
+    # last_value forecasts v_k for step k+1, which turns out to be v_k + 1: an error of exactly 1.
+    r = runner(env, None, model={"kind": "last_value"}, horizons=["1s"])
+    outputs = []
+    for k in range(6):
+        env.put("a", T0 + k, float(k))
+        env.clock.now = T0 + k
+        outputs.append(await r.forecast_once())
+    out = outputs[-1]
+    assert out is not None
+    errors = [
+        v for lab, v in zip(out.labels, out.values.tolist(), strict=True) if "m:forecast_error" in str(lab)
+    ]
+    assert errors == [1.0]
+    assert ("horizon", "1s") in next(lab for lab in out.labels if "m:forecast_error" in str(lab))
+
+
+async def test_the_loop_forecasts_every_period_and_trains_when_due(env: Env) -> None:
+    env.put("a", T0, 1.0)
+    model = FakeModel((0.1, 0.5, 0.9))
+    env.clock.stop_at = T0 + 5.5
+    r = runner(env, model)
+    r.start()
+    for _ in range(1000):
+        if len(env.outputs) == 6 and r.training is not None and r.training.done():
+            break
+        await asyncio.sleep(0.01)
+    await r.stop()
+    assert [o.timestamp_ms for o in env.outputs] == [round((T0 + k) * 1000) for k in range(6)]
+    # Trained at once (no saved model), next due after retrain_every (5s).
+    assert model.trained
+    assert r.next_train == T0 + 10.0  # the one at T0 + 5 started already
+
+
+async def test_jitter_only_ever_shortens_a_period(env: Env) -> None:
+    env.deps.jitter = lambda: 1.0
+    r = runner(env, FakeModel((0.1, 0.5, 0.9)))
+    assert r._after(T0, 60.0, T0) == pytest.approx(T0 + 54.0)
+    # Far behind: start afresh from now rather than catching up.
+    assert r._after(T0, 60.0, T0 + 600) == pytest.approx(T0 + 654.0)
+
+
+async def test_scheduler_remove_stops_a_runner_and_forgets_its_metrics(env: Env) -> None:
+    env.put("a", T0, 1.0)
+    scheduler = Scheduler(env.deps)
+    r = scheduler.add(target(model={"kind": "last_value"}), load=False)
+    await r.forecast_once()
+    assert env.value("tsf_adapter_target_series") == 1.0
+    r.start()
+    await scheduler.remove("t")
+    assert "t" not in scheduler.runners
+    assert env.value("tsf_adapter_target_series") is None
+
+
+async def test_a_trained_model_is_saved_and_loaded_only_with_matching_settings(
+    env: Env, tmp_path: Path
+) -> None:
+    for k in range(90):
+        env.put("a", T0 - 90 + k, 50.0 + 0.5 * k + 3 * np.sin(k / 4))
+    env.deps.state_dir = tmp_path
+    env.deps.device = "cpu"
+    # A small budget (80% of retrain_every): a model exists either way, trained to the end or not.
+    neural = {"model": {"kind": "lstm"}, "history": "2m", "horizons": ["2s"], "retrain_every": "2s"}
+    r = runner(env, None, **neural)
+    assert await r.train_once()
+    assert (tmp_path / "t.pt").exists()
+    out = await r.forecast_once()
+    assert out is not None and infos(out) == {"a": "lstm"}
+
+    again = runner(env, None, **neural)
+    assert again.load() and again.fitted
+    out = await again.forecast_once()
+    assert out is not None and infos(out) == {"a": "lstm"}
+    # Another horizon changes the network's output size: the saved model is not used.
+    other = runner(env, None, **{**neural, "horizons": ["2s", "4s"]})
+    assert not other.load() and not other.fitted

@@ -1,0 +1,309 @@
+"""The daemon: ``tsf-adapter run --config config.yaml``, wired from the parts and torn down in order.
+
+Start, in this order (each step's teardown is registered as it succeeds, and runs in
+reverse, as aiohttp's ``cleanup_ctx`` does, also when a later step fails):
+
+1. executors (forecast, train; the receiver brings the ingest thread) and torch's thread count;
+2. the HTTP client session, and the remote-write queue (``output.mode: remote_write``);
+3. the HTTP server: probes, ``/metrics``, ``/forecasts`` (exposition) and the receiver, which
+   answers 503 to writes until ready, so Prometheus keeps and resends them after the backfill;
+4. saved models loaded, every target's history backfilled by remote-read, then **ready**;
+5. one runner per target (see :mod:`tsf_adapter.scheduler`).
+
+SIGTERM / SIGINT: not ready and writes answered 503 at once; runners stop (a running
+training ends early and saves its model); the write queue flushes within
+``queue.flush_deadline``; the server closes; exit 0.
+
+SIGHUP: reload the config file. A bad file is logged and the running config kept.
+Targets equal to their running config keep their runner, model and history; changed
+and new ones get a new runner (a saved model is reused only when its settings hash
+matches) and are backfilled; removed ones stop. ``server``, ``prometheus``, ``output``
+and ``state_dir`` need a restart: a change there is logged and not applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from tsf_adapter.app import INGEST_EXECUTOR, INGESTER, build_app
+from tsf_adapter.backfill import install, read_history
+from tsf_adapter.cli import split_host_port
+from tsf_adapter.config import Config, TargetConfig, load_config
+from tsf_adapter.errors import ConfigError
+from tsf_adapter.forecast.models import is_neural
+from tsf_adapter.metrics import DaemonMetrics, QueueCollector
+from tsf_adapter.output import ForecastOutput, render_exposition
+from tsf_adapter.remote.queue import WriteQueue
+from tsf_adapter.remote.read_client import RemoteReadClient
+from tsf_adapter.remote.write_client import RemoteWriteClient
+from tsf_adapter.remote.write_handler import ReceiverState
+from tsf_adapter.scheduler import RunnerDeps, Scheduler, Workers
+from tsf_adapter.selector import Selector
+from tsf_adapter.store import Store, TargetSpec
+
+logger = logging.getLogger("tsf_adapter.daemon")
+
+EXPOSITION_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+# Targets read at once during a backfill (each read runs remote_read.concurrency sub-queries).
+BACKFILL_TARGETS_AT_ONCE: Final = 2
+# Sections a reload cannot change in a running process.
+_RESTART_ONLY: Final = ("server", "prometheus", "output", "state_dir")
+
+
+def store_specs(targets: Iterable[TargetConfig]) -> list[TargetSpec]:
+    """Every store target: each target's grid, and the grid of its threshold's limit series."""
+    specs: list[TargetSpec] = []
+    for target in targets:
+        specs.append(target.to_spec())
+        threshold = target.threshold_spec()
+        if threshold is not None:
+            specs.append(threshold)
+    return specs
+
+
+def receiver_selectors(config: Config) -> list[Selector]:
+    """What the receiver keeps: the ingest selectors and every target's (and limit's) selector."""
+    return [*config.ingest.selectors, *(spec.selector for spec in store_specs(config.targets))]
+
+
+def state_dir(config: Config, config_path: Path) -> Path:
+    """``state_dir`` as configured, a relative one taken from the config file's directory."""
+    path = Path(config.state_dir)
+    return path if path.is_absolute() else config_path.absolute().parent / path
+
+
+def set_torch_threads() -> int:
+    """One thread fewer than the machine has (at least one): the receiver keeps a core.
+
+    On a busy core torch's threads wait on each other (measured 3-5x slower with 2 threads
+    when the other core was busy), so training never takes every core.
+    """
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) - 1)
+    torch.set_num_threads(threads)
+    return threads
+
+
+async def run_daemon(config_path: Path) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 when the listener cannot start.
+
+    Raises ``ConfigError`` when the config file is invalid at start.
+    """
+    config = load_config(config_path)
+    daemon = Daemon(config_path, config)
+    return await daemon.run()
+
+
+class Daemon:
+    """The running daemon's state: config, store, scheduler, outputs. One per process."""
+
+    def __init__(self, config_path: Path, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.store = Store([])
+        self.state = ReceiverState(ready=False)
+        self.registry = CollectorRegistry()
+        self.metrics = DaemonMetrics(self.registry)
+        self.latest: dict[str, ForecastOutput] = {}
+        self.queue: WriteQueue | None = None
+        self.reader: RemoteReadClient | None = None
+        self.app: web.Application | None = None
+        self.scheduler: Scheduler | None = None
+        self._torch_ready = False
+
+    async def run(self) -> int:
+        stop = asyncio.Event()
+        reload = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
+        try:
+            async with AsyncExitStack() as stack:
+                if not await self._start(stack):
+                    return 1
+                while not stop.is_set():
+                    stopped = asyncio.ensure_future(stop.wait())
+                    reloaded = asyncio.ensure_future(reload.wait())
+                    await asyncio.wait({stopped, reloaded}, return_when=asyncio.FIRST_COMPLETED)
+                    stopped.cancel()
+                    reloaded.cancel()
+                    if reload.is_set() and not stop.is_set():
+                        reload.clear()
+                        await self.reload()
+                logger.info("stopping: no longer ready, writes answered 503")
+                self.state.stopping = True
+            logger.info("stopped")
+            return 0
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    # --- start -----------------------------------------------------------------------------------
+
+    async def _start(self, stack: AsyncExitStack) -> bool:
+        config = self.config
+        forecast_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsf-forecast")
+        train_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsf-train")
+        stack.callback(train_pool.shutdown, wait=True)
+        stack.callback(forecast_pool.shutdown, wait=True)
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        self.reader = RemoteReadClient(config.prometheus.remote_read, session)
+        if config.output.mode == "remote_write":
+            await stack.enter_async_context(self._write_queue(session))
+
+        app = build_app(
+            config, self.store, selectors=receiver_selectors(config), registry=self.registry, state=self.state
+        )
+        if config.output.mode == "exposition":
+            app.router.add_get("/forecasts", self._forecasts_handler)
+        self.app = app
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        host, port = split_host_port(config.server.listen_address)
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            logger.error("cannot listen on %s: %s", config.server.listen_address, exc)
+            return False
+        for address in runner.addresses:
+            logger.info("listening on http://%s:%s (not ready until backfilled)", *address[:2])
+
+        deps = RunnerDeps(
+            store=self.store,
+            workers=Workers(ingest=app[INGEST_EXECUTOR], forecast=forecast_pool, train=train_pool),
+            metrics=self.metrics,
+            emit=self._emit,
+            state_dir=state_dir(config, self.config_path),
+            future_timestamps=config.output.future_timestamps,
+        )
+        self.scheduler = Scheduler(deps)
+        stack.push_async_callback(self._stop_scheduler)
+        await self._add_targets(config.targets, config)
+        self.state.ready = True
+        logger.info("ready: %d targets, %d series", len(config.targets), self.store.n_series)
+        self.scheduler.start()
+        return True
+
+    @asynccontextmanager
+    async def _write_queue(self, session: aiohttp.ClientSession) -> AsyncIterator[WriteQueue]:
+        cfg = self.config.prometheus.remote_write
+        queue = WriteQueue(RemoteWriteClient(cfg, session), cfg.queue, message=cfg.protobuf_message)
+        self.registry.register(QueueCollector(queue.stats, "prometheus", cfg.url))
+        self.queue = queue
+        queue.start()
+        try:
+            yield queue
+        finally:
+            held = queue.stats.queue_length
+            logger.info("flushing %d queued samples (deadline %gs)", held, cfg.queue.flush_deadline)
+            await queue.close()
+            logger.info(
+                "write queue closed: %d samples sent, %d dropped",
+                queue.stats.samples_sent,
+                sum(queue.stats.samples_dropped.values()),
+            )
+
+    async def _stop_scheduler(self) -> None:
+        self.state.stopping = True
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            saved = [r.model_path for r in self.scheduler.runners.values() if r.fitted and r.model_path]
+            logger.info("runners stopped; %d models in %s", len(saved), self.scheduler.deps.state_dir)
+
+    async def _add_targets(self, targets: Iterable[TargetConfig], config: Config) -> None:
+        """Load models, backfill, and install the store's new target set; runners not started."""
+        assert self.scheduler is not None and self.reader is not None and self.app is not None
+        targets = list(targets)
+        if any(is_neural(t.model) for t in targets) and not self._torch_ready:
+            threads = await asyncio.to_thread(set_torch_threads)
+            self._torch_ready = True
+            logger.info("torch uses %d threads", threads)
+        for target in targets:
+            await asyncio.to_thread(self.scheduler.add, target)
+        specs = store_specs(targets)
+        now_ms = int(time.time() * 1000)
+        start = time.monotonic()
+        history = await read_history(self.reader, specs, now_ms, concurrency=BACKFILL_TARGETS_AT_ONCE)
+        for item in history:
+            if item.spec.name in self.scheduler.runners:  # a limits grid counts for nobody
+                self.metrics.backfill_samples.labels(item.spec.name).inc(item.samples)
+        ingester = self.app[INGESTER]
+        all_specs = store_specs(config.targets)
+        selectors = receiver_selectors(config)
+        stored = await asyncio.get_running_loop().run_in_executor(
+            self.app[INGEST_EXECUTOR], install, self.store, ingester, all_specs, selectors, history
+        )
+        logger.info(
+            "backfill done: %d targets, %d samples stored in %.1fs",
+            len(specs),
+            stored,
+            time.monotonic() - start,
+        )
+
+    # --- output ----------------------------------------------------------------------------------
+
+    async def _emit(self, out: ForecastOutput) -> None:
+        if self.queue is not None:
+            await self.queue.put(out.samples())
+        else:
+            self.latest[out.target] = out
+
+    async def _forecasts_handler(self, request: web.Request) -> web.Response:
+        body = render_exposition(list(self.latest.values()))
+        return web.Response(body=body.encode(), headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
+
+    # --- reload ----------------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """SIGHUP: apply a new config's targets (see the module docstring); never raises."""
+        assert self.scheduler is not None
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            logger.error("reload failed, keeping the running config: %s", exc)
+            return
+        old = self.config
+        for section in _RESTART_ONLY:
+            if getattr(new, section) != getattr(old, section):
+                logger.warning("reload: %s changed; restart to apply it", section)
+        running = {t.name: t for t in old.targets}
+        wanted = {t.name: t for t in new.targets}
+        kept = [name for name, t in wanted.items() if running.get(name) == t]
+        fresh = [t for name, t in wanted.items() if running.get(name) != t]
+        gone = [name for name in running if wanted.get(name) != running[name]]
+        try:
+            for name in gone:
+                await self.scheduler.remove(name)
+                self.latest.pop(name, None)
+            applied = dataclasses.replace(old, targets=new.targets, ingest=new.ingest)
+            await self._add_targets(fresh, applied)
+            self.config = applied
+            for target in fresh:
+                self.scheduler.runners[target.name].start()
+        except Exception as exc:
+            logger.error("reload failed half way: %s: %s", type(exc).__name__, exc, exc_info=exc)
+            return
+        logger.info(
+            "reloaded %s: %d targets kept, %d started, %d stopped",
+            self.config_path,
+            len(kept),
+            len(fresh),
+            len([n for n in gone if n not in wanted]),
+        )
