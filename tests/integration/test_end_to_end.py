@@ -20,8 +20,9 @@ Why the forecast leads and the straight line lags, honestly: the network was tra
 scaled by their own spread, so a steeper rise than it has seen is extrapolated as a steeper rise,
 and its 0.9 quantile is the pessimistic side of that. ``predict_linear`` over 12h still carries
 half a day of the old, slower pace. The scenario was checked offline over every phase of the day
-(the runaway starts whenever the daemon is ready): the 0.9-quantile crossing came 4 to 10 steps
-before the quota was reached and 3 to 6 steps before ``predict_linear`` crossed it. The ordering
+(the runaway starts whenever the daemon is ready), with the same network on the same grid: the
+0.9-quantile crossing came 4 to 10 steps before the quota was reached, and 4 to 6 steps before
+``predict_linear`` crossed it (at some phases the line had not crossed it when usage did). The ordering
 is what is asserted, never a wall-clock speed; waits poll for a state under a guard against hangs.
 """
 
