@@ -86,7 +86,35 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_check_config)
 
     _add_backtest(sub)
+    _add_demo(sub)
     return parser
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="the whole pipeline on a simulated storage cluster, no Prometheus needed",
+        description=(
+            "Simulate a storage cluster (users near their quotas, bursts, runaway jobs), feed it to"
+            " the daemon by remote-read and remote-write, and show which user fills a quota next."
+        ),
+    )
+    demo.add_argument("--listen", default="127.0.0.1:9201", help="daemon address (port 0: a free one)")
+    demo.add_argument("--state-dir", type=Path, help="where models and demo.log go (default: a temp dir)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
+    demo.add_argument(
+        "--catch-up", type=float, default=600.0, help="real seconds at --speed before reaching now"
+    )
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--clusters", type=int, default=2)
+    demo.add_argument("--groups", type=int, default=2, help="groups per cluster")
+    demo.add_argument("--users", type=int, default=3, help="users per group")
+    demo.add_argument(
+        "--model", default="lstm", help="model kind (lstm, gru, transformer, predict_linear...)"
+    )
+    demo.add_argument("--status-every", type=float, default=10.0, help="seconds between status lines")
+    demo.set_defaults(func=_cmd_demo)
 
 
 def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -185,6 +213,27 @@ async def _serve_receiver(config: Config, store: Store, selectors: Sequence[Sele
     await runner.cleanup()
     logger.info("stopped")
     return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tsf_adapter.demo import DemoOptions, run_demo
+
+    if args.speed < 1 or args.catch_up < 0 or min(args.clusters, args.groups, args.users) < 1:
+        raise InputError("demo: --speed must be >= 1, --catch-up >= 0, and sizes >= 1")
+    options = DemoOptions(
+        listen=args.listen,
+        state_dir=args.state_dir,
+        duration=args.duration,
+        speed=args.speed,
+        catch_up=args.catch_up,
+        seed=args.seed,
+        clusters=args.clusters,
+        groups=args.groups,
+        users=args.users,
+        model=args.model,
+        status_every=args.status_every,
+    )
+    return run(run_demo(options))
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:

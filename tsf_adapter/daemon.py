@@ -47,7 +47,7 @@ from tsf_adapter.errors import ConfigError
 from tsf_adapter.forecast.models import is_neural
 from tsf_adapter.metrics import DaemonMetrics, QueueCollector
 from tsf_adapter.output import ForecastOutput, render_exposition
-from tsf_adapter.remote.queue import WriteQueue
+from tsf_adapter.remote.queue import Clock, SystemClock, WriteQueue
 from tsf_adapter.remote.read_client import RemoteReadClient
 from tsf_adapter.remote.write_client import RemoteWriteClient
 from tsf_adapter.remote.write_handler import ReceiverState
@@ -112,9 +112,12 @@ async def run_daemon(config_path: Path) -> int:
 class Daemon:
     """The running daemon's state: config, store, scheduler, outputs. One per process."""
 
-    def __init__(self, config_path: Path, config: Config) -> None:
+    def __init__(self, config_path: Path, config: Config, *, clock: Clock | None = None) -> None:
         self.config_path = config_path
         self.config = config
+        # The schedulers' clock: the real one, or the demo's simulated time.
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._stop = asyncio.Event()
         self.store = Store([])
         self.state = ReceiverState(ready=False)
         self.registry = CollectorRegistry()
@@ -126,13 +129,21 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self._torch_ready = False
 
-    async def run(self) -> int:
-        stop = asyncio.Event()
+    def request_stop(self) -> None:
+        """Stop as SIGTERM does; for a process that embeds the daemon (the demo's ``--duration``)."""
+        self._stop.set()
+
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Start, serve until stopped, stop in order. ``handle_signals=False`` leaves SIGTERM, SIGINT
+        and SIGHUP to an embedding process, which stops the daemon with :meth:`request_stop`."""
+        stop = self._stop
         reload = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, reload.set)
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if handle_signals else ()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(signal.SIGHUP, reload.set)
         try:
             async with AsyncExitStack() as stack:
                 if not await self._start(stack):
@@ -151,7 +162,7 @@ class Daemon:
             logger.info("stopped")
             return 0
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in signals:
                 loop.remove_signal_handler(sig)
 
     # --- start -----------------------------------------------------------------------------------
@@ -192,6 +203,7 @@ class Daemon:
             emit=self._emit,
             state_dir=state_dir(config, self.config_path),
             future_timestamps=config.output.future_timestamps,
+            clock=self.clock,
         )
         self.scheduler = Scheduler(deps)
         stack.push_async_callback(self._stop_scheduler)
