@@ -48,6 +48,7 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -61,7 +62,14 @@ from tsf_adapter.config import TargetConfig
 from tsf_adapter.errors import TsfAdapterError
 from tsf_adapter.forecast.base import Forecaster, GridBatch
 from tsf_adapter.forecast.baselines import PredictLinear
-from tsf_adapter.forecast.models import is_neural, make_forecaster, model_config_hash
+from tsf_adapter.forecast.models import (
+    is_neural,
+    make_forecaster,
+    model_config_hash,
+    restore,
+    serving_models,
+    snapshot,
+)
 from tsf_adapter.forecast_error import ForecastErrorTracker
 from tsf_adapter.metrics import SKIP_OVERRUN, DaemonMetrics
 from tsf_adapter.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
@@ -174,22 +182,23 @@ class TargetRunner:
         if self.model_path is None or not is_neural(self.target.model):
             return False
         from tsf_adapter.forecast.persist import load_model
-        from tsf_adapter.forecast.trainer import NeuralForecaster
 
-        if not isinstance(self.forecaster, NeuralForecaster):
-            return False
         found = load_model(self.model_path, expected_hash=model_config_hash(self.target))
         if found is None:
             return False
-        state, meta = found
-        self.forecaster.state = state
+        if not restore(self.forecaster, found):
+            logger.warning(
+                "target %s: model file %s does not fit the model, will retrain", self.name, self.model_path
+            )
+            return False
         self.fitted = True
         logger.info(
-            "target %s: loaded %s model of %d series from %s",
+            "target %s: loaded %s model of %d series from %s%s",
             self.name,
-            meta.kind,
-            len(state.labels),
+            found.meta.kind,
+            max(len(s.labels) for s in found.states.values()),
             self.model_path,
+            _choice_summary(serving_models(self.forecaster, [c.labels for c in found.choices])),
         )
         return True
 
@@ -275,22 +284,20 @@ class TargetRunner:
         """Train thread: fit, then save unless a reload aborted this runner."""
         self.forecaster.fit(batch)
         self.fitted = True
+        if self.target.model.kind == "auto":
+            logger.info(
+                "target %s: auto chose%s",
+                self.name,
+                _choice_summary(serving_models(self.forecaster, batch.labels)),
+            )
         if self._abort.is_set() or self.model_path is None:
             return False
-        from tsf_adapter.forecast.persist import ModelMeta, save_model
-        from tsf_adapter.forecast.trainer import NeuralForecaster
+        from tsf_adapter.forecast.persist import save_model
 
-        if not isinstance(self.forecaster, NeuralForecaster) or self.forecaster.state is None:
+        saved = snapshot(self.forecaster, self.target, batch.start_ms, batch.end_ms)
+        if saved is None:
             return False
-        meta = ModelMeta(
-            kind=self.forecaster.name,
-            scope=self.target.model.scope,
-            config_hash=model_config_hash(self.target),
-            trained_from_ms=batch.start_ms,
-            trained_to_ms=batch.end_ms,
-            saved_at=time.time(),
-        )
-        save_model(self.model_path, self.forecaster.state, meta)
+        save_model(self.model_path, saved)
         return True
 
     # --- forecasting ---------------------------------------------------------------------------
@@ -369,8 +376,11 @@ class TargetRunner:
             mine = self._spread(self.forecaster.predict(batch, self.horizon_steps))
             own = np.asarray(np.isfinite(mine).any(axis=(1, 2)), dtype=bool)
             out = np.where(own[:, None, None], mine, out)
-        name = self.forecaster.name
-        models: list[ModelInfo] = [(name, scope) if o else (FALLBACK_MODEL, scope) for o in own.tolist()]
+        names = serving_models(self.forecaster, batch.labels)
+        models: list[ModelInfo] = [
+            (name, scope) if o else (FALLBACK_MODEL, scope)
+            for name, o in zip(names, own.tolist(), strict=True)
+        ]
         return out, models, int(own.sum())
 
     def _spread(self, prediction: FloatArray) -> FloatArray:
@@ -386,6 +396,14 @@ class TargetRunner:
 
     async def _call(self, executor: Executor, fn: Callable[..., _T], *args: object) -> _T:
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+
+def _choice_summary(names: list[str]) -> str:
+    """``" lstm for 3, gru for 1 series"`` for an auto model's choices, "" otherwise."""
+    counts = Counter(names)
+    if not counts:
+        return ""
+    return " " + ", ".join(f"{name} for {n}" for name, n in sorted(counts.items())) + " series"
 
 
 def _log_failure(what: str, exc: Exception) -> None:
