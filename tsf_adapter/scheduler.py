@@ -22,7 +22,9 @@ Threads, and why:
 A neural target forecasts each series with its own model once that series has
 one, and with ``predict_linear`` over the stored history until then (a series
 seen for the first time, or every series before the first training); the
-``model`` label of ``m:forecast_model_info`` says which. A point forecast (every
+``model`` label of ``m:forecast_model_info`` says which (for ``auto``, the architecture chosen
+for that series; ``tsf_adapter_target_auto_series`` counts them, so the target's kind shows in
+the daemon's metrics). A point forecast (every
 baseline) is written at every configured quantile: a band of zero width, which
 keeps every quantile's series and threshold alert alive, and the model label
 tells that it is a point forecast.
@@ -71,7 +73,7 @@ from tsf_adapter.forecast.models import (
     snapshot,
 )
 from tsf_adapter.forecast_error import ForecastErrorTracker
-from tsf_adapter.metrics import SKIP_OVERRUN, DaemonMetrics
+from tsf_adapter.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, DaemonMetrics
 from tsf_adapter.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
 from tsf_adapter.remote.queue import Clock, SystemClock
 from tsf_adapter.store import Store
@@ -312,8 +314,13 @@ class TargetRunner:
                 logger.debug("target %s: no series yet, nothing to forecast", self.name)
                 return None
             now_ms = int(self.deps.clock.time() * 1000)
-            out, by_model = await self._call(self.deps.workers.forecast, self._compute, batch, limits, now_ms)
+            out, by_model, served = await self._call(
+                self.deps.workers.forecast, self._compute, batch, limits, now_ms
+            )
             await self.deps.emit(out)
+            if self.target.model.kind == "auto":
+                for model in AUTO_CANDIDATES:
+                    metrics.auto_series.labels(self.name, model).set(served[model])
         except Exception as exc:
             metrics.forecast_errors.labels(self.name).inc()
             _log_failure(f"target {self.name}: forecast failed", exc)
@@ -347,7 +354,9 @@ class TargetRunner:
         limits = None if self._limits_name is None else self.deps.store.batch(self._limits_name)
         return self.deps.store.batch(self.name), limits
 
-    def _compute(self, batch: GridBatch, limits: GridBatch | None, now_ms: int) -> tuple[ForecastOutput, int]:
+    def _compute(
+        self, batch: GridBatch, limits: GridBatch | None, now_ms: int
+    ) -> tuple[ForecastOutput, int, Counter[str]]:
         """Forecast thread: score past forecasts, predict, remember, build the output rows."""
         self.tracker.observe(batch)
         prediction, models, by_model = self.predict(batch)
@@ -357,7 +366,7 @@ class TargetRunner:
         out = self.builder.build(
             batch, prediction, now_ms=now_ms, models=models, errors=errors, limits=limits
         )
-        return out, by_model
+        return out, by_model, Counter(name for name, _ in models)
 
     def predict(self, batch: GridBatch) -> tuple[FloatArray, list[ModelInfo], int]:
         """``[series, quantiles, longest horizon]``, each series' (model, scope), and how many used the model.
