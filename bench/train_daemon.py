@@ -52,7 +52,8 @@ def describe(name: str, report: FitReport | None) -> str:
     best = report.best_epoch
     return (
         f"{name}: stopped={report.stopped} epochs={report.epochs} steps={report.steps} "
-        f"fit={report.elapsed_s:.0f}s untrained={report.untrained} "
+        f"fit={report.elapsed_s:.0f}s ({report.elapsed_s / max(1, report.steps):.1f}s/step) "
+        f"untrained={report.untrained} "
         f"best epoch median={np.median(best):.0f} max={best.max()}"
     )
 
