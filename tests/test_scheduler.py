@@ -286,3 +286,58 @@ async def test_a_trained_model_is_saved_and_loaded_only_with_matching_settings(
     # Another horizon changes the network's output size: the saved model is not used.
     other = runner(env, None, **{**neural, "horizons": ["2s", "4s"]})
     assert not other.load() and not other.fitted
+
+
+AUTO = {"model": {"kind": "auto"}, "history": "2m", "horizons": ["2s"], "retrain_every": "3s"}
+
+
+async def test_auto_serves_each_series_by_its_chosen_architecture_and_saves_the_choice(
+    env: Env, tmp_path: Path
+) -> None:
+    for k in range(90):
+        env.put("a", T0 - 90 + k, 50.0 + 0.5 * k + 3 * np.sin(k / 4))
+        env.put("b", T0 - 90 + k, 20.0 + (k % 7))
+    env.deps.state_dir = tmp_path
+    env.deps.device = "cpu"
+    r = runner(env, None, **AUTO)
+    assert await r.train_once()
+    out = await r.forecast_once()
+    assert out is not None
+    served = infos(out)
+    assert set(served) == {"a", "b"} and set(served.values()) <= {"lstm", "gru", "transformer"}
+    for model in ("lstm", "gru", "transformer"):
+        count = env.registry.get_sample_value(
+            "tsf_adapter_target_auto_series", {"target": "t", "model": model}
+        )
+        assert count == sum(1 for m in served.values() if m == model)
+
+    from tsf_adapter.forecast.models import model_config_hash
+    from tsf_adapter.forecast.persist import load_model
+
+    saved = load_model(tmp_path / "t.pt", expected_hash=model_config_hash(r.target))
+    assert saved is not None
+    assert saved.meta.kind == "auto" and saved.meta.chosen_by == "auto"
+    chosen = {dict(c.labels)["instance"]: c for c in saved.choices}
+    assert {i: c.model for i, c in chosen.items()} == served
+    for c in chosen.values():  # the served candidate is the one with the lowest validation error
+        assert set(c.scores) == {"lstm", "gru", "transformer"}
+        assert c.scores[c.model] == min(c.scores.values())
+
+    again = runner(env, None, **AUTO)
+    assert again.load() and again.fitted
+    out = await again.forecast_once()
+    assert out is not None and infos(out) == served
+    # A single-architecture target never loads auto's file (another config hash).
+    assert not runner(env, None, **{**AUTO, "model": {"kind": "gru"}}).load()
+
+
+async def test_a_corrupt_model_file_is_logged_and_the_target_retrains(
+    env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.deps.state_dir = tmp_path
+    (tmp_path / "t.pt").write_bytes(b"not a model")
+    scheduler = Scheduler(env.deps)
+    r = scheduler.add(target(**AUTO))
+    assert not r.fitted
+    assert "unusable, will retrain" in caplog.text
+    assert r.trains  # so its first cycle trains afresh

@@ -164,6 +164,8 @@ class QueueCollector(Collector):
 
 # Why a forecast or training cycle of a target did not happen (tsf_adapter_training_skipped_total).
 SKIP_OVERRUN = "overrun"  # the previous training of the target was still running
+# The architectures model kind auto chooses among (tsf_adapter.forecast.neural.KINDS, without torch).
+AUTO_CANDIDATES = ("lstm", "gru", "transformer")
 
 
 class DaemonMetrics:
@@ -190,6 +192,15 @@ class DaemonMetrics:
             "target_model_series",
             "Series of the target with a trained model of their own (the rest use a baseline).",
             target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        # Only for model kind auto, one series per candidate: a target's kind shows in its metrics
+        # while m:forecast_model_info names the architecture that serves each series.
+        self.auto_series = Gauge(
+            "target_auto_series",
+            "Series of an auto target served by each candidate architecture (auto targets only).",
+            [*target, "model"],
             namespace=NAMESPACE,
             registry=registry,
         )
@@ -284,3 +295,6 @@ class DaemonMetrics:
                 metric.remove(name)
         with contextlib.suppress(KeyError):
             self.training_skipped.remove(name, SKIP_OVERRUN)
+        for model in AUTO_CANDIDATES:
+            with contextlib.suppress(KeyError):
+                self.auto_series.remove(name, model)

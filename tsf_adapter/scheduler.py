@@ -22,7 +22,9 @@ Threads, and why:
 A neural target forecasts each series with its own model once that series has
 one, and with ``predict_linear`` over the stored history until then (a series
 seen for the first time, or every series before the first training); the
-``model`` label of ``m:forecast_model_info`` says which. A point forecast (every
+``model`` label of ``m:forecast_model_info`` says which (for ``auto``, the architecture chosen
+for that series; ``tsf_adapter_target_auto_series`` counts them, so the target's kind shows in
+the daemon's metrics). A point forecast (every
 baseline) is written at every configured quantile: a band of zero width, which
 keeps every quantile's series and threshold alert alive, and the model label
 tells that it is a point forecast.
@@ -48,6 +50,7 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -61,9 +64,16 @@ from tsf_adapter.config import TargetConfig
 from tsf_adapter.errors import TsfAdapterError
 from tsf_adapter.forecast.base import Forecaster, GridBatch
 from tsf_adapter.forecast.baselines import PredictLinear
-from tsf_adapter.forecast.models import is_neural, make_forecaster, model_config_hash
+from tsf_adapter.forecast.models import (
+    is_neural,
+    make_forecaster,
+    model_config_hash,
+    restore,
+    serving_models,
+    snapshot,
+)
 from tsf_adapter.forecast_error import ForecastErrorTracker
-from tsf_adapter.metrics import SKIP_OVERRUN, DaemonMetrics
+from tsf_adapter.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, DaemonMetrics
 from tsf_adapter.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
 from tsf_adapter.remote.queue import Clock, SystemClock
 from tsf_adapter.store import Store
@@ -174,22 +184,23 @@ class TargetRunner:
         if self.model_path is None or not is_neural(self.target.model):
             return False
         from tsf_adapter.forecast.persist import load_model
-        from tsf_adapter.forecast.trainer import NeuralForecaster
 
-        if not isinstance(self.forecaster, NeuralForecaster):
-            return False
         found = load_model(self.model_path, expected_hash=model_config_hash(self.target))
         if found is None:
             return False
-        state, meta = found
-        self.forecaster.state = state
+        if not restore(self.forecaster, found):
+            logger.warning(
+                "target %s: model file %s does not fit the model, will retrain", self.name, self.model_path
+            )
+            return False
         self.fitted = True
         logger.info(
-            "target %s: loaded %s model of %d series from %s",
+            "target %s: loaded %s model of %d series from %s%s",
             self.name,
-            meta.kind,
-            len(state.labels),
+            found.meta.kind,
+            max(len(s.labels) for s in found.states.values()),
             self.model_path,
+            _choice_summary(serving_models(self.forecaster, [c.labels for c in found.choices])),
         )
         return True
 
@@ -275,22 +286,20 @@ class TargetRunner:
         """Train thread: fit, then save unless a reload aborted this runner."""
         self.forecaster.fit(batch)
         self.fitted = True
+        if self.target.model.kind == "auto":
+            logger.info(
+                "target %s: auto chose%s",
+                self.name,
+                _choice_summary(serving_models(self.forecaster, batch.labels)),
+            )
         if self._abort.is_set() or self.model_path is None:
             return False
-        from tsf_adapter.forecast.persist import ModelMeta, save_model
-        from tsf_adapter.forecast.trainer import NeuralForecaster
+        from tsf_adapter.forecast.persist import save_model
 
-        if not isinstance(self.forecaster, NeuralForecaster) or self.forecaster.state is None:
+        saved = snapshot(self.forecaster, self.target, batch.start_ms, batch.end_ms)
+        if saved is None:
             return False
-        meta = ModelMeta(
-            kind=self.forecaster.name,
-            scope=self.target.model.scope,
-            config_hash=model_config_hash(self.target),
-            trained_from_ms=batch.start_ms,
-            trained_to_ms=batch.end_ms,
-            saved_at=time.time(),
-        )
-        save_model(self.model_path, self.forecaster.state, meta)
+        save_model(self.model_path, saved)
         return True
 
     # --- forecasting ---------------------------------------------------------------------------
@@ -305,8 +314,13 @@ class TargetRunner:
                 logger.debug("target %s: no series yet, nothing to forecast", self.name)
                 return None
             now_ms = int(self.deps.clock.time() * 1000)
-            out, by_model = await self._call(self.deps.workers.forecast, self._compute, batch, limits, now_ms)
+            out, by_model, served = await self._call(
+                self.deps.workers.forecast, self._compute, batch, limits, now_ms
+            )
             await self.deps.emit(out)
+            if self.target.model.kind == "auto":
+                for model in AUTO_CANDIDATES:
+                    metrics.auto_series.labels(self.name, model).set(served[model])
         except Exception as exc:
             metrics.forecast_errors.labels(self.name).inc()
             _log_failure(f"target {self.name}: forecast failed", exc)
@@ -340,7 +354,9 @@ class TargetRunner:
         limits = None if self._limits_name is None else self.deps.store.batch(self._limits_name)
         return self.deps.store.batch(self.name), limits
 
-    def _compute(self, batch: GridBatch, limits: GridBatch | None, now_ms: int) -> tuple[ForecastOutput, int]:
+    def _compute(
+        self, batch: GridBatch, limits: GridBatch | None, now_ms: int
+    ) -> tuple[ForecastOutput, int, Counter[str]]:
         """Forecast thread: score past forecasts, predict, remember, build the output rows."""
         self.tracker.observe(batch)
         prediction, models, by_model = self.predict(batch)
@@ -350,7 +366,7 @@ class TargetRunner:
         out = self.builder.build(
             batch, prediction, now_ms=now_ms, models=models, errors=errors, limits=limits
         )
-        return out, by_model
+        return out, by_model, Counter(name for name, _ in models)
 
     def predict(self, batch: GridBatch) -> tuple[FloatArray, list[ModelInfo], int]:
         """``[series, quantiles, longest horizon]``, each series' (model, scope), and how many used the model.
@@ -369,8 +385,11 @@ class TargetRunner:
             mine = self._spread(self.forecaster.predict(batch, self.horizon_steps))
             own = np.asarray(np.isfinite(mine).any(axis=(1, 2)), dtype=bool)
             out = np.where(own[:, None, None], mine, out)
-        name = self.forecaster.name
-        models: list[ModelInfo] = [(name, scope) if o else (FALLBACK_MODEL, scope) for o in own.tolist()]
+        names = serving_models(self.forecaster, batch.labels)
+        models: list[ModelInfo] = [
+            (name, scope) if o else (FALLBACK_MODEL, scope)
+            for name, o in zip(names, own.tolist(), strict=True)
+        ]
         return out, models, int(own.sum())
 
     def _spread(self, prediction: FloatArray) -> FloatArray:
@@ -386,6 +405,14 @@ class TargetRunner:
 
     async def _call(self, executor: Executor, fn: Callable[..., _T], *args: object) -> _T:
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+
+def _choice_summary(names: list[str]) -> str:
+    """``" lstm for 3, gru for 1 series"`` for an auto model's choices, "" otherwise."""
+    counts = Counter(names)
+    if not counts:
+        return ""
+    return " " + ", ".join(f"{name} for {n}" for name, n in sorted(counts.items())) + " series"
 
 
 def _log_failure(what: str, exc: Exception) -> None:

@@ -1,60 +1,48 @@
-"""The daemon's model factory: ``make_forecaster(model_cfg, target_cfg)`` builds what a target's config names.
+"""The daemon's side of the model registry: a target's config in, the registry's model out.
 
-Baselines are built directly. Neural kinds get a :class:`TrainConfig` derived from the target:
+The names and classes live in :mod:`tsf_adapter.forecast.registry`, shared with the backtest;
+this module only turns a :class:`TargetConfig` into :class:`ModelOptions` the daemon's way:
 
-* ``horizon_steps`` is the longest horizon in grid steps, so one network covers every horizon;
+* ``horizon_steps`` is the longest horizon in grid steps, so one network covers every horizon
+  (the daemon's origin is always a grid step, unlike the backtest's, which needs one step more);
 * ``input_steps`` is twice that, at least ``MIN_INPUT_STEPS`` and at most ``MAX_INPUT_STEPS``, and
-  never more than a third of the history: the network sees more past than it predicts, the
-  recurrent cost per window stays bounded on a CPU (it grows with the window length), and the
-  history still holds enough windows to train on and to validate with (the trainer keeps the
-  newest fifth, at least one horizon, for early stopping);
-* ``budget_s`` is passed in by the scheduler (a fraction of ``retrain_every``).
+  never more than a third of the history. The backtest's rule (the input window is the history
+  it hands over) cannot be shared: there "history" is the window given at each origin, here it
+  is everything the store keeps, and a 2-day window of 1-minute steps would leave a single
+  training window and make every recurrent step ~10x longer on a CPU;
+* ``train_budget_s`` is passed in by the scheduler (a fraction of ``retrain_every``), and ``clock``
+  is the training clock the scheduler stops at shutdown.
 
-``auto`` is meant to pick a model per series by backtest; until that selection is available here
-it trains ``lstm`` and says so once in the log.
+It also moves trained models in and out of :mod:`.persist` (:func:`snapshot`, :func:`restore`)
+and says which architecture serves each series (:func:`serving_models`), which for ``auto`` is
+the candidate chosen per series by its validation loss on the newest part of the history.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from statistics import median
 from typing import TYPE_CHECKING, Final
 
 from tsf_adapter.config import ModelConfig, TargetConfig
+from tsf_adapter.forecast import registry
 from tsf_adapter.forecast.base import Forecaster
-from tsf_adapter.forecast.baselines import BASELINES, HoltWinters, LastValue, PredictLinear, SeasonalNaive
+from tsf_adapter.forecast.registry import ModelOptions, create_model
+from tsf_adapter.series import Labels
 
 if TYPE_CHECKING:
-    from tsf_adapter.forecast.trainer import TrainConfig
-
-logger = logging.getLogger("tsf_adapter.forecast.models")
+    from tsf_adapter.forecast.persist import SavedModel
 
 MIN_INPUT_STEPS: Final = 24
 MAX_INPUT_STEPS: Final = 288
-NEURAL_KINDS: Final = ("lstm", "gru", "transformer", "auto")
-AUTO_FALLBACK: Final = "lstm"
-SEASON_S: Final = 86_400.0
-
-_auto_logged = False
+AUTO: Final = "auto"
 
 
 def is_neural(model_cfg: ModelConfig) -> bool:
     """Whether the kind learns (and so is trained, saved and loaded) or is a baseline."""
-    return model_cfg.kind in NEURAL_KINDS
-
-
-def net_kind(model_cfg: ModelConfig) -> str:
-    """The network actually trained for a neural kind (``auto`` falls back to ``lstm``, logged once)."""
-    global _auto_logged
-    if model_cfg.kind != "auto":
-        return model_cfg.kind
-    if not _auto_logged:
-        _auto_logged = True
-        logger.warning(
-            "model kind auto: per-series selection is not available yet, training %s", AUTO_FALLBACK
-        )
-    return AUTO_FALLBACK
+    return registry.is_neural(model_cfg.kind)
 
 
 def input_steps(target: TargetConfig) -> int:
@@ -70,52 +58,28 @@ def input_steps(target: TargetConfig) -> int:
     return max(1, min(wanted, history_steps // 3))
 
 
-def train_config(target: TargetConfig, *, budget_s: float | None = None, device: str = "auto") -> TrainConfig:
-    """The :class:`~tsf_adapter.forecast.trainer.TrainConfig` of a neural target (imports torch)."""
-    from tsf_adapter.forecast.features import FeatureConfig
-    from tsf_adapter.forecast.trainer import TrainConfig
-
-    features = FeatureConfig(input_steps=input_steps(target), horizon_steps=max(target.horizon_steps))
-    return TrainConfig(
-        model=net_kind(target.model),  # type: ignore[arg-type]
-        scope=target.model.scope,
-        features=features,
+def model_options(
+    target: TargetConfig,
+    *,
+    model_cfg: ModelConfig | None = None,
+    budget_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    device: str = "auto",
+) -> ModelOptions:
+    """The registry options for ``target`` (``model_cfg`` defaults to the target's own)."""
+    model_cfg = model_cfg or target.model
+    return ModelOptions(
+        history_s=target.history,
+        horizon_s=max(target.horizons),
+        step_s=target.step,
         quantiles=target.quantiles,
-        budget_s=budget_s,
         device=device,
+        train_budget_s=budget_s,
+        scope=model_cfg.scope,
+        input_steps=input_steps(target),
+        horizon_steps=max(target.horizon_steps),
+        clock=clock,
     )
-
-
-def model_config_hash(target: TargetConfig) -> str:
-    """What a saved model must match to be reused: everything that shapes the network or its grid."""
-    from tsf_adapter.forecast.persist import config_hash
-
-    cfg = train_config(target)
-    return config_hash(
-        {
-            "kind": target.model.kind,
-            "scope": target.model.scope,
-            "step_ms": target.step_ms,
-            "model": cfg.model,
-            "features": repr(cfg.features),
-            "quantiles": list(target.quantiles),
-            "hidden": [cfg.hidden_size, cfg.num_layers, cfg.num_heads],
-        }
-    )
-
-
-def baseline(kind: str, target: TargetConfig) -> Forecaster:
-    """A baseline by config name, fitted to the target's grid."""
-    if kind == "seasonal_naive":
-        # A day as whole grid steps, so a step that does not divide a day (57s) still works.
-        return SeasonalNaive(max(1, round(SEASON_S / target.step)) * target.step)
-    if kind == "predict_linear":
-        return PredictLinear()  # over the whole history the store keeps
-    if kind == "holt_winters":
-        return HoltWinters()
-    if kind == "last_value":
-        return LastValue()
-    raise ValueError(f"unknown baseline {kind!r} (known: {', '.join(BASELINES)})")
 
 
 def make_forecaster(
@@ -126,14 +90,109 @@ def make_forecaster(
     clock: Callable[[], float] = time.monotonic,
     device: str = "auto",
 ) -> Forecaster:
-    """The forecaster a target's ``model`` names; neural ones are untrained ``NeuralForecaster``\\ s.
+    """The forecaster a target's ``model`` names, built by the registry; neural ones untrained.
 
     ``clock`` is the training clock: the scheduler passes one that jumps past every deadline
     when the daemon stops, so a running fit ends at its next step with its best weights.
     """
-    if not is_neural(model_cfg):
-        return baseline(model_cfg.kind, target_cfg)
+    options = model_options(target_cfg, model_cfg=model_cfg, budget_s=budget_s, clock=clock, device=device)
+    return create_model(model_cfg.kind, options)
+
+
+def model_config_hash(target: TargetConfig) -> str:
+    """What a saved model must match to be reused: everything that shapes a network or its grid."""
+    from tsf_adapter.forecast.neural import KINDS, train_config
+    from tsf_adapter.forecast.persist import config_hash
+
+    kind = target.model.kind
+    options = model_options(target)
+    candidates = KINDS if kind == AUTO else (kind,)
+    shapes = {}
+    for name in candidates:
+        cfg = train_config(name, options)  # type: ignore[arg-type]
+        shapes[name] = [repr(cfg.features), cfg.hidden_size, cfg.num_layers, cfg.num_heads]
+    return config_hash(
+        {
+            "kind": kind,
+            "scope": target.model.scope,
+            "step_ms": target.step_ms,
+            "quantiles": list(target.quantiles),
+            "candidates": shapes,
+        }
+    )
+
+
+def serving_models(forecaster: Forecaster, labels: Sequence[Labels]) -> list[str]:
+    """Per series, the architecture that forecasts it: ``auto``'s choice, else the model's name."""
+    from tsf_adapter.forecast.neural import AutoModel
+
+    if not isinstance(forecaster, AutoModel):
+        return [forecaster.name] * len(labels)
+    names = [m.name for m in forecaster.candidates]
+    return [names[forecaster.choice[lab]] if lab in forecaster.choice else AUTO for lab in labels]
+
+
+def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms: int) -> SavedModel | None:
+    """A trained forecaster as a :class:`SavedModel`, or None when there is nothing to save."""
+    from tsf_adapter.forecast.neural import AutoModel
+    from tsf_adapter.forecast.persist import Choice, ModelMeta, SavedModel
     from tsf_adapter.forecast.trainer import NeuralForecaster
 
-    cfg = train_config(target_cfg, budget_s=budget_s, device=device)
-    return NeuralForecaster(cfg, name=cfg.model, clock=clock)
+    choices: tuple[Choice, ...] = ()
+    if isinstance(forecaster, AutoModel):
+        names = [m.name for m in forecaster.candidates]
+        states = {m.name: m.state for m in forecaster.candidates if m.state is not None}
+        choices = tuple(
+            Choice(lab, names[i], dict(zip(names, forecaster.scores.get(lab, ()), strict=False)))
+            for lab, i in forecaster.choice.items()
+            if names[i] in states
+        )
+        scores = {n: _median_finite(c.scores.get(n, math.inf) for c in choices) for n in names}
+    elif isinstance(forecaster, NeuralForecaster) and forecaster.state is not None:
+        states = {forecaster.name: forecaster.state}
+        report = forecaster.last_report
+        best = [] if report is None else report.val_loss.min(axis=0, initial=math.inf).tolist()
+        scores = {forecaster.name: _median_finite(best)}
+    else:
+        return None
+    if not states:
+        return None
+    meta = ModelMeta(
+        kind=target.model.kind,
+        scope=target.model.scope,
+        config_hash=model_config_hash(target),
+        trained_from_ms=start_ms,
+        trained_to_ms=end_ms,
+        scores={n: s for n, s in scores.items() if math.isfinite(s)},
+        chosen_by=AUTO if choices else "",
+        saved_at=time.time(),
+    )
+    return SavedModel(meta, states, choices)
+
+
+def restore(forecaster: Forecaster, saved: SavedModel) -> bool:
+    """Put saved weights (and ``auto``'s choices) into a fresh forecaster; False when they do not fit."""
+    from tsf_adapter.forecast.neural import AutoModel
+    from tsf_adapter.forecast.trainer import NeuralForecaster
+
+    if isinstance(forecaster, AutoModel):
+        names = [m.name for m in forecaster.candidates]
+        if not saved.choices or not saved.states.keys() <= set(names):
+            return False
+        for model in forecaster.candidates:
+            model.state = saved.states.get(model.name)
+        forecaster.choice = {c.labels: names.index(c.model) for c in saved.choices}
+        forecaster.scores = {c.labels: tuple(c.scores.get(n, math.inf) for n in names) for c in saved.choices}
+        return True
+    if isinstance(forecaster, NeuralForecaster):
+        state = saved.states.get(forecaster.name)
+        if state is None or len(saved.states) != 1:
+            return False
+        forecaster.state = state
+        return True
+    return False
+
+
+def _median_finite(values: Iterable[float]) -> float:
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return median(finite) if finite else math.inf

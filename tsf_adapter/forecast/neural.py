@@ -6,7 +6,8 @@ only when a neural model is actually built.
 The settings come from :class:`ModelOptions`: the input window is the history
 (on the grid: ``history / step + 1`` steps, the window the backtest hands
 over), the trained horizon covers ``horizon`` plus one step (an origin between
-two grid steps needs one more). An epoch uses at most ``MAX_WINDOWS_PER_EPOCH``
+two grid steps needs one more); options that set ``input_steps`` and
+``horizon_steps`` (the daemon's) are taken as they are. An epoch uses at most ``MAX_WINDOWS_PER_EPOCH``
 windows, evenly strided over the history: neighbouring windows are nearly
 identical, and a month of minute samples would otherwise make every epoch
 tens of thousands of windows long on a CPU.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import ClassVar, get_args
 
 import numpy as np
@@ -30,7 +32,7 @@ from tsf_adapter.forecast.base import GridBatch
 from tsf_adapter.forecast.features import FeatureConfig
 from tsf_adapter.forecast.nets import NetKind
 from tsf_adapter.forecast.registry import ModelOptions
-from tsf_adapter.forecast.trainer import NeuralForecaster, TrainConfig
+from tsf_adapter.forecast.trainer import Clock, NeuralForecaster, TrainConfig
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -47,12 +49,13 @@ def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
     """
     step = options.step_s
     features = FeatureConfig(
-        input_steps=int(options.history_s // step) + 1,
-        horizon_steps=math.ceil(options.horizon_s / step) + 1,
+        input_steps=options.input_steps or int(options.history_s // step) + 1,
+        horizon_steps=options.horizon_steps or math.ceil(options.horizon_s / step) + 1,
     )
-    device = "cuda" if options.device == "cuda" else "cpu"
+    device = options.device
     return TrainConfig(
         model=kind,
+        scope=options.scope,
         features=features,
         quantiles=options.quantiles,
         device=device,
@@ -64,8 +67,10 @@ def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
 class NeuralModel(NeuralForecaster):
     """A :class:`NeuralForecaster` whose window stride keeps each epoch to ``max_windows`` windows."""
 
-    def __init__(self, config: TrainConfig, *, max_windows: int = MAX_WINDOWS_PER_EPOCH) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: TrainConfig, *, max_windows: int = MAX_WINDOWS_PER_EPOCH, clock: Clock = time.monotonic
+    ) -> None:
+        super().__init__(config, clock=clock)
         self.max_windows = max_windows
 
     def fit(self, batch: GridBatch) -> None:  # type: ignore[override]
@@ -86,10 +91,12 @@ class AutoModel:
         budget = options.train_budget_s
         share = dataclasses.replace(options, train_budget_s=None if budget is None else budget / len(KINDS))
         self.name = "auto"
-        self.candidates = [NeuralModel(train_config(k, share)) for k in KINDS]
+        self.candidates = [NeuralModel(train_config(k, share), clock=options.clock) for k in KINDS]
         self.quantiles = self.candidates[0].quantiles
         # Per series label set: index into candidates.
         self.choice: dict[tuple[tuple[str, str], ...], int] = {}
+        # Per series label set: each candidate's best validation loss (inf: not trained).
+        self.scores: dict[tuple[tuple[str, str], ...], tuple[float, ...]] = {}
 
     def fit(self, batch: GridBatch) -> None:
         losses = []
@@ -100,8 +107,10 @@ class AutoModel:
             with np.errstate(all="ignore"):
                 best = np.nanmin(np.where(np.isnan(report.val_loss), np.inf, report.val_loss), axis=0)
             losses.append(np.broadcast_to(best, (batch.n_series,)))
-        winner = np.argmin(np.stack(losses), axis=0)  # [series]
+        stacked = np.stack(losses)  # [candidates, series]
+        winner = np.argmin(stacked, axis=0)  # [series]
         self.choice.update({lab: int(w) for lab, w in zip(batch.labels, winner, strict=True)})
+        self.scores.update({lab: tuple(stacked[:, i].tolist()) for i, lab in enumerate(batch.labels)})
 
     @property
     def chosen(self) -> dict[str, int]:

@@ -1,13 +1,19 @@
 """Saving and loading trained models: atomic files with metadata, never a crash on a bad one.
 
-One file per model (a target's per-series stack, or its global network):
+One file per target: its per-series stack or global network, or, for ``auto``, every candidate's
+stack in the same file with the choice per series (so the choice can never disagree with the
+weights it points at, as two files written one after the other could after a crash):
 
 - written to a temporary file in the same directory, flushed to disk, then renamed over the old
   one, so a crash mid-write leaves the previous model intact, never half a file;
 - loaded with ``torch.load(weights_only=True)``: only tensors and plain containers, no pickled
   code, so a file from elsewhere cannot run anything;
 - ``ModelMeta`` travels with the weights: model kind and scope, the file format version, a hash
-  of the configuration that shaped the network, the trained range and backtest scores.
+  of the configuration that shaped the network, the trained range and backtest scores;
+- :class:`Choice` rows (``auto`` only): per series, the candidate that serves it and every
+  candidate's validation error on the newest part of its history.
+
+Format 2 added the candidates and choices; a format 1 file is "incompatible": logged, retrained.
 
 ``load_model`` returns None (and logs why) for a missing, corrupt, foreign or stale file, and the
 caller retrains: a model file is a cache of work, not a source of truth.
@@ -20,6 +26,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -28,10 +35,11 @@ import torch
 
 from tsf_adapter import __version__
 from tsf_adapter.forecast.trainer import ModelState
+from tsf_adapter.series import Labels
 
 logger = logging.getLogger("tsf_adapter.forecast.persist")
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 _MAGIC: Final = "tsf-adapter-model"
 
 
@@ -39,13 +47,14 @@ _MAGIC: Final = "tsf-adapter-model"
 class ModelMeta:
     """What is known about a saved model besides its weights."""
 
-    kind: str  # lstm, gru, transformer, or the model ``auto`` chose
+    kind: str  # the target's model kind: lstm, gru, transformer or auto
     scope: str  # per_series or global
     config_hash: str  # of the settings that shape the network; a mismatch means retrain
     trained_from_ms: int  # the history the model saw, [from, to]
     trained_to_ms: int
-    scores: dict[str, float] = field(default_factory=dict)  # e.g. backtest MAE per candidate
-    chosen_by: str = ""  # "auto" when selected by backtest, else ""
+    # Median over series of each candidate's validation loss (pinball, on scaled values).
+    scores: dict[str, float] = field(default_factory=dict)
+    chosen_by: str = ""  # "auto" when selected per series by validation, else ""
     saved_at: float = 0.0
     version: str = __version__
 
@@ -56,16 +65,41 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def save_model(path: Path, state: ModelState, meta: ModelMeta) -> None:
-    """Write ``state`` and ``meta`` to ``path`` atomically (temp file, fsync, rename)."""
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One series of an ``auto`` model: the candidate serving it and every candidate's error.
+
+    ``scores`` is each candidate's best validation loss for this series (``inf``: not trained).
+    """
+
+    labels: Labels
+    model: str
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SavedModel:
+    """What one file holds: metadata, one state per candidate name, and ``auto``'s choices.
+
+    >>> SavedModel(ModelMeta(kind="lstm", scope="per_series", config_hash="x",
+    ...     trained_from_ms=0, trained_to_ms=1), {}).choices
+    ()
+    """
+
+    meta: ModelMeta
+    states: Mapping[str, ModelState]
+    choices: tuple[Choice, ...] = ()
+
+
+def save_model(path: Path, saved: SavedModel) -> None:
+    """Write ``saved`` to ``path`` atomically (temp file, fsync, rename): the old file survives a failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "magic": _MAGIC,
         "format": FORMAT_VERSION,
-        "meta": asdict(meta),
-        "config": json.dumps(state.config, sort_keys=True),
-        "labels": [list(map(list, labels)) for labels in state.labels],
-        "tensors": {name: t.detach().cpu().contiguous() for name, t in state.tensors.items()},
+        "meta": asdict(saved.meta),
+        "states": {name: _state_payload(state) for name, state in saved.states.items()},
+        "choices": [[_plain_labels(c.labels), c.model, dict(c.scores)] for c in saved.choices],
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -80,7 +114,7 @@ def save_model(path: Path, state: ModelState, meta: ModelMeta) -> None:
     _fsync_dir(path.parent)
 
 
-def load_model(path: Path, *, expected_hash: str | None = None) -> tuple[ModelState, ModelMeta] | None:
+def load_model(path: Path, *, expected_hash: str | None = None) -> SavedModel | None:
     """Load a saved model, or None with a logged reason when it cannot be used."""
     if not path.exists():
         return None
@@ -91,18 +125,49 @@ def load_model(path: Path, *, expected_hash: str | None = None) -> tuple[ModelSt
         if payload.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {payload.get('format')} is not {FORMAT_VERSION}")
         meta = ModelMeta(**payload["meta"])
-        labels = tuple(tuple((str(n), str(v)) for n, v in row) for row in payload["labels"])
-        tensors = payload["tensors"]
-        if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
-            raise ValueError("tensors section holds something other than tensors")
-        state = ModelState(config=json.loads(payload["config"]), labels=labels, tensors=dict(tensors))
+        states = {str(name): _state(part) for name, part in payload["states"].items()}
+        choices = tuple(
+            Choice(_labels(lab), str(model), {str(k): float(v) for k, v in scores.items()})
+            for lab, model, scores in payload["choices"]
+        )
+        unknown = {c.model for c in choices} - states.keys()
+        if unknown:
+            raise ValueError(f"choices name candidates the file does not hold: {sorted(unknown)}")
     except Exception as exc:  # corrupt, truncated, foreign: all mean "retrain"
         logger.warning("model file %s unusable, will retrain: %s", path, _one_line(exc))
         return None
     if expected_hash is not None and meta.config_hash != expected_hash:
-        logger.info("model file %s was trained with other settings, will retrain", path)
+        logger.warning("model file %s was trained with other settings, will retrain", path)
         return None
-    return state, meta
+    return SavedModel(meta, states, choices)
+
+
+def _state_payload(state: ModelState) -> dict[str, Any]:
+    return {
+        "config": json.dumps(state.config, sort_keys=True),
+        "labels": [_plain_labels(labels) for labels in state.labels],
+        "tensors": {name: t.detach().cpu().contiguous() for name, t in state.tensors.items()},
+    }
+
+
+def _state(part: dict[str, Any]) -> ModelState:
+    config = json.loads(part["config"])
+    tensors = part["tensors"]
+    if not isinstance(config, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise ValueError("a state holds something other than a config and tensors")
+    labels = tuple(_labels(row) for row in part["labels"])
+    rows = {t.shape[0] for t in tensors.values() if t.ndim}
+    if config.get("scope") == "per_series" and rows - {len(labels)}:
+        raise ValueError(f"tensors have {sorted(rows)} rows for {len(labels)} series")
+    return ModelState(config=config, labels=labels, tensors=dict(tensors))
+
+
+def _plain_labels(labels: Labels) -> list[list[str]]:
+    return [list(pair) for pair in labels]
+
+
+def _labels(row: Any) -> Labels:
+    return tuple((str(n), str(v)) for n, v in row)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,9 +1,15 @@
-"""Every model by name, one registry: what ``--models`` in the backtest (and later the daemon) accepts.
+"""Every model by name, one registry: what the backtest's ``--models`` and the daemon's ``model.kind`` accept.
 
 A model is built from :class:`ModelOptions` (the run's step, history, horizon,
 quantiles and device), so the caller never needs to know a model's class or
 its constructor. Baselines are plain numpy; the neural names import torch only
 when one is actually built, which keeps ``import tsf_adapter.forecast`` light.
+
+The backtest and the daemon differ only in what they put into the options:
+the backtest leaves ``input_steps``/``horizon_steps`` to be derived from the
+window it hands over at each origin, the daemon sets them from its own rule
+(:func:`tsf_adapter.forecast.models.input_steps`) and adds a training clock
+it can stop and the training scope. The classes behind the names are the same.
 
 >>> m = create_model("predict_linear", ModelOptions(history_s=3600, horizon_s=600, step_s=60))
 >>> m.name, m.quantiles
@@ -12,8 +18,10 @@ when one is actually built, which keeps ``import tsf_adapter.forecast`` light.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from tsf_adapter.errors import ConfigError
 from tsf_adapter.forecast.base import Forecaster
@@ -37,6 +45,15 @@ class ModelOptions:
     seed: int = 0
     # Wall-clock seconds one training run of a learning model may take; None = until it converges.
     train_budget_s: float | None = None
+    # One network per series, or one shared by all series of a target.
+    scope: Literal["per_series", "global"] = "per_series"
+    # Input and output window of a neural model in grid steps; None derives them from the history
+    # and horizon as the backtest hands them over (see ``tsf_adapter.forecast.neural``).
+    input_steps: int | None = None
+    horizon_steps: int | None = None
+    # The clock a training reads its budget from; the daemon passes one that jumps to infinity at
+    # shutdown, so a running fit ends at its next step with its best weights.
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +117,11 @@ def check_models(names: Iterable[str]) -> list[str]:
     if not out:
         raise ConfigError("no models given")
     return out
+
+
+def is_neural(name: str) -> bool:
+    """Whether the named model learns (and so is trained, saved and loaded) or is a baseline."""
+    return name in NEURAL_MODELS
 
 
 def create_model(name: str, options: ModelOptions) -> Forecaster:
