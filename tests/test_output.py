@@ -338,3 +338,25 @@ def test_exposition_parses_with_the_reference_parser() -> None:
     assert "+Inf" in text
     assert all(s.timestamp is None for f in families.values() for s in f.samples)
     assert render_exposition([]) == ""
+
+
+def test_staleness_tracker_ends_label_sets_that_stop_being_written() -> None:
+    from tsf_adapter.output import ForecastOutput, StalenessTracker
+    from tsf_adapter.series import STALE_NAN, make_labels
+
+    def out(ts: int, *models: str) -> ForecastOutput:
+        labels = [make_labels({"__name__": "m:forecast_model_info", "model": m}) for m in models]
+        return ForecastOutput(
+            "t", ts, ["m:forecast_model_info"] * len(labels), labels, [""] * len(labels), np.ones(len(labels))
+        )
+
+    tracker = StalenessTracker()
+    assert tracker.ended(out(1_000, "predict_linear")) == []
+    ended = tracker.ended(out(2_000, "lstm"))
+    assert [s.labels for s in ended] == [
+        make_labels({"__name__": "m:forecast_model_info", "model": "predict_linear"})
+    ]
+    assert ended[0].timestamps.tolist() == [2_000]
+    assert np.array_equal(ended[0].values.view(np.uint64), np.array([STALE_NAN]).view(np.uint64))
+    assert tracker.ended(out(3_000, "lstm")) == []
+    assert [dict(lbl)["model"] for lbl in tracker.forget("t")] == ["lstm"]

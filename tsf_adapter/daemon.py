@@ -46,13 +46,14 @@ from tsf_adapter.config import Config, TargetConfig, load_config
 from tsf_adapter.errors import ConfigError
 from tsf_adapter.forecast.models import is_neural
 from tsf_adapter.metrics import DaemonMetrics, QueueCollector
-from tsf_adapter.output import ForecastOutput, render_exposition
+from tsf_adapter.output import ForecastOutput, StalenessTracker, render_exposition
 from tsf_adapter.remote.queue import Clock, SystemClock, WriteQueue
 from tsf_adapter.remote.read_client import RemoteReadClient
 from tsf_adapter.remote.write_client import RemoteWriteClient
 from tsf_adapter.remote.write_handler import ReceiverState
 from tsf_adapter.scheduler import RunnerDeps, Scheduler, Workers
 from tsf_adapter.selector import Selector
+from tsf_adapter.series import STALE_NAN, SeriesSamples
 from tsf_adapter.store import Store, TargetSpec
 
 logger = logging.getLogger("tsf_adapter.daemon")
@@ -123,6 +124,7 @@ class Daemon:
         self.registry = CollectorRegistry()
         self.metrics = DaemonMetrics(self.registry)
         self.latest: dict[str, ForecastOutput] = {}
+        self.staleness = StalenessTracker()
         self.queue: WriteQueue | None = None
         self.reader: RemoteReadClient | None = None
         self.app: web.Application | None = None
@@ -273,9 +275,16 @@ class Daemon:
 
     async def _emit(self, out: ForecastOutput) -> None:
         if self.queue is not None:
-            await self.queue.put(out.samples())
+            await self.queue.put(out.samples() + self.staleness.ended(out))
         else:
             self.latest[out.target] = out
+
+    async def _end_series(self, target: str) -> None:
+        """Staleness markers for everything a removed target wrote, so it vanishes at once."""
+        ended = self.staleness.forget(target)
+        if self.queue is not None and ended:
+            now_ms = int(self.clock.time() * 1000)
+            await self.queue.put([SeriesSamples(labels, [now_ms], [STALE_NAN]) for labels in ended])
 
     async def _forecasts_handler(self, request: web.Request) -> web.Response:
         body = render_exposition(list(self.latest.values()))
@@ -304,6 +313,8 @@ class Daemon:
             for name in gone:
                 await self.scheduler.remove(name)
                 self.latest.pop(name, None)
+                if name not in wanted:
+                    await self._end_series(name)
             applied = dataclasses.replace(old, targets=new.targets, ingest=new.ingest)
             await self._add_targets(fresh, applied)
             self.config = applied

@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 from tsf_adapter.config import TargetConfig
 from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.series import METRIC_NAME_LABEL, Labels, SeriesSamples
+from tsf_adapter.series import METRIC_NAME_LABEL, STALE_NAN, Labels, SeriesSamples
 from tsf_adapter.units import format_duration
 
 FloatArray = npt.NDArray[np.float64]
@@ -529,3 +529,31 @@ def render_exposition(outputs: Iterable[ForecastOutput]) -> str:
         lines.append(f"# TYPE {name} gauge")
         lines.extend(rows)
     return "\n".join(lines) + "\n" if lines else ""
+
+
+class StalenessTracker:
+    """Ends forecast series that stop being written, the way a scrape ends vanished series.
+
+    Remote-written series never go stale on their own: Prometheus answers instant queries
+    with their last sample for its whole lookback (5m). Without a marker, a series switching
+    from ``predict_linear`` to its trained model would show both ``:forecast_model_info``
+    series for five minutes, and a vanished input would keep stale forecasts alive. So each
+    label set written by the previous forecast of a target and missing from this one gets a
+    staleness marker, stamped with this forecast's time. Remote-write only: a scrape of the
+    ``/forecasts`` exposition gets its markers from Prometheus itself.
+    """
+
+    def __init__(self) -> None:
+        self._written: dict[str, set[Labels]] = {}
+
+    def ended(self, out: ForecastOutput) -> list[SeriesSamples]:
+        """Marker rows for the label sets ``out.target`` wrote last time and not in ``out``."""
+        current = set(out.labels)
+        previous = self._written.get(out.target, set())
+        self._written[out.target] = current
+        gone = previous - current
+        return [SeriesSamples(labels, [out.timestamp_ms], [STALE_NAN]) for labels in sorted(gone)]
+
+    def forget(self, target: str) -> list[Labels]:
+        """Drop a removed target; returns what it had written (for final markers)."""
+        return sorted(self._written.pop(target, set()))
