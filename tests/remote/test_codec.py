@@ -208,3 +208,15 @@ def test_rw2_bad_refs(symbols: list[str], refs: list[int], reason: str) -> None:
 def test_validate_labels_accepts_prometheus_quirks() -> None:
     # Prometheus 2.42 stores metric names like "5abc-x"; we do not reject more than it does.
     assert validate_labels([("__name__", "5abc-x")]) == (("__name__", "5abc-x"),)
+
+
+@settings(max_examples=60, deadline=None)
+@given(series=st.lists(series_samples(max_samples=20), min_size=0, max_size=8))
+def test_direct_rw1_encoder_parses_to_the_protobuf_reference(series: list[SeriesSamples]) -> None:
+    from tsf_adapter.remote.codec import Rw1Encoder, _build_rw1
+
+    encoder = Rw1Encoder(max_cached=3)  # small, so the cache is cleared during the test too
+    for _ in range(2):
+        ours = remote_pb2.WriteRequest()
+        ours.ParseFromString(encoder.encode(series))
+        assert ours == _build_rw1(series)

@@ -16,6 +16,7 @@ reference decoder (tests, tools) and the encoder used by the sender.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -134,13 +135,83 @@ def encode_write_request(series: Sequence[SeriesSamples], *, message: str = RW1_
     which callers keep increasing per series.
     """
     if message == RW1_MESSAGE:
-        return compress(_build_rw1(series).SerializeToString())
+        return compress(_RW1_ENCODER.encode(series))
     if message == RW2_MESSAGE:
         return compress(_build_rw2(series).SerializeToString())
     raise ValueError(f"unknown protobuf message {message!r}")
 
 
+class Rw1Encoder:
+    """Writes ``prometheus.WriteRequest`` bytes directly, caching each label set's encoding.
+
+    The daemon writes the same forecast label sets every cycle, one sample each; building
+    protobuf objects for them costs ~9 µs a row, most of it labels. Here a label set is
+    encoded once (bounded cache) and a row costs a dict lookup and a few byte joins. The
+    output parses to exactly what the protobuf serializer produces (property-tested); the
+    one difference on the wire is that a value of 0.0 and a timestamp of 0 are written
+    rather than omitted, which every protobuf parser reads the same way.
+    """
+
+    def __init__(self, max_cached: int = 200_000) -> None:
+        self.max_cached = max_cached
+        self._labels: dict[Labels, bytes] = {}
+
+    def encode(self, series: Sequence[SeriesSamples]) -> bytes:
+        """The serialized (uncompressed) request."""
+        out: list[bytes] = []
+        append = out.append
+        cache = self._labels
+        if len(cache) > self.max_cached:
+            cache.clear()
+        pack = _SAMPLE_VALUE.pack
+        for s in series:
+            block = cache.get(s.labels)
+            if block is None:
+                block = cache[s.labels] = _label_block(s.labels)
+            samples = [
+                _sample_entry(pack(0x09, v), t)
+                for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True)
+            ]
+            body = block + b"".join(samples)
+            append(b"\x0a" + _uvarint(len(body)) + body)
+        return b"".join(out)
+
+
+_SAMPLE_VALUE: Final = struct.Struct("<Bd")
+
+
+def _sample_entry(value_field: bytes, timestamp: int) -> bytes:
+    """``TimeSeries.samples`` entry: tag 0x12, length, then value (field 1) and timestamp (field 2)."""
+    sample = value_field + b"\x10" + _uvarint(timestamp & 0xFFFF_FFFF_FFFF_FFFF)
+    return b"\x12" + bytes((len(sample),)) + sample
+
+
+def _label_block(labels: Labels) -> bytes:
+    """The ``TimeSeries.labels`` entries of a label set (names and values are never empty)."""
+    parts = []
+    for name, value in labels:
+        n, v = name.encode(), value.encode()
+        label = b"\x0a" + _uvarint(len(n)) + n + b"\x12" + _uvarint(len(v)) + v
+        parts.append(b"\x0a" + _uvarint(len(label)) + label)
+    return b"".join(parts)
+
+
+def _uvarint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_RW1_ENCODER = Rw1Encoder()
+
+
 def _build_rw1(series: Sequence[SeriesSamples]) -> remote_pb2.WriteRequest:
+    """The reference encoding through protobuf objects (tests compare against it)."""
     req = remote_pb2.WriteRequest()
     for s in series:
         ts = req.timeseries.add()
