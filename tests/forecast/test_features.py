@@ -166,3 +166,32 @@ def test_covariates_in_windows_follow_the_grid_clock() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(features).failed == 0
+
+
+def test_min_scale_is_barely_moved_by_one_level_shift() -> None:
+    # A quiet random walk that dropped by 100x its step a few steps before the window ends (a
+    # deletion): the std scale jumps ~20x, the min scale less than half as much.
+    rng = np.random.default_rng(0)
+    quiet = 1000.0 + np.cumsum(rng.normal(0.0, 1.0, 200))
+    shifted = quiet.copy()
+    shifted[150:] -= 100.0
+    origin = torch.tensor([170])
+    scales = {}
+    for kind in ("std", "min"):
+        cfg = FeatureConfig(input_steps=48, horizon_steps=6, scale=kind)
+        a = _source(quiet[None], cfg).grid(origin).scale[0, 0]
+        b = _source(shifted[None], cfg).grid(origin).scale[0, 0]
+        scales[kind] = float(b / a)
+    assert scales["std"] > 2 * scales["min"]
+
+
+def test_min_scale_keeps_the_std_of_noise_and_of_a_random_walk() -> None:
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0.0, 1.0, (200, 145))
+    walk = np.cumsum(noise, axis=1)
+    cfg = {k: FeatureConfig(input_steps=145, horizon_steps=1, scale=k) for k in ("std", "min")}
+    at = torch.tensor([145])
+    ratio_noise = _source(noise, cfg["min"]).grid(at).scale / _source(noise, cfg["std"]).grid(at).scale
+    assert (ratio_noise == 1).all()
+    ratio_walk = _source(walk, cfg["min"]).grid(at).scale / _source(walk, cfg["std"]).grid(at).scale
+    assert 0.5 < float(ratio_walk.median()) <= 1.0

@@ -282,3 +282,39 @@ def test_state_survives_a_json_round_trip_of_its_config() -> None:
     )
     _, report = fit(_labels(2), values, 0.0, HOUR, TINY, previous=saved)
     assert report.warm_started == 2
+
+
+def test_calibration_is_saved_per_series_and_applied_by_predict() -> None:
+    values = _daily(2, 24 * 8, noise=0.3)
+    state, _ = fit(_labels(2), values, 0.0, HOUR, TINY)
+    scales = state.tensors[trainer.CALIBRATION]
+    assert tuple(scales.shape) == (2, 3) and (scales > 0).all() and (scales[:, 1] == 1).all()
+    plain = dict(state.tensors)
+    plain[trainer.CALIBRATION] = torch.ones(2, 3)
+    raw = predict(dataclasses.replace(state, tensors=plain), _labels(2), values, 0.0, HOUR, device="cpu")
+    out = predict(state, _labels(2), values, 0.0, HOUR, device="cpu")
+    np.testing.assert_allclose(out[:, 1], raw[:, 1])  # the median is never moved
+    gap = (out - out[:, 1:2]) / np.where(raw - raw[:, 1:2] == 0, 1.0, raw - raw[:, 1:2])
+    np.testing.assert_allclose(gap[:, [0, 2]], scales[:, [0, 2], None].expand(2, 2, 4).numpy(), rtol=1e-3)
+    # Without calibration the network's own quantiles are what predict returns.
+    off, _ = fit(_labels(2), values, 0.0, HOUR, dataclasses.replace(TINY, calibrate=False))
+    assert (off.tensors[trainer.CALIBRATION] == 1).all()
+
+
+def test_states_from_before_the_diff_scale_and_calibration_still_predict_as_trained() -> None:
+    values = _daily(2, 24 * 6)
+    std = dataclasses.replace(TINY, features=dataclasses.replace(TINY.features, scale="std"), calibrate=False)
+    state, _ = fit(_labels(2), values, 0.0, HOUR, std)
+    old_features = {k: v for k, v in state.config["features"].items() if k != "scale"}
+    old = trainer.ModelState(
+        config={**state.config, "features": old_features},
+        labels=state.labels,
+        tensors={k: v for k, v in state.tensors.items() if k != trainer.CALIBRATION},
+    )
+    np.testing.assert_array_equal(
+        predict(old, _labels(2), values, 0.0, HOUR, device="cpu"),
+        predict(state, _labels(2), values, 0.0, HOUR, device="cpu"),
+    )
+    # A new training run does not warm-start from it: its inputs were scaled differently.
+    _, report = fit(_labels(2), values, 0.0, HOUR, TINY, previous=old)
+    assert report.warm_started == 0

@@ -2,10 +2,19 @@
 
 A network should learn the *shape* of a series, not its level: disk bytes in
 the terabytes and a request rate near one must look alike to it. So every
-window is scaled on its own, relative to its last value (the level) and the
-spread of its observed values (the scale), and forecasts are mapped back with
-the same two numbers. That also lets one global network serve series of any
-magnitude.
+window is scaled on its own, relative to its last value (the level) and how
+much it moves (the scale), and forecasts are mapped back with the same two
+numbers. That also lets one global network serve series of any magnitude.
+
+The scale is the smaller of two spreads: the std of the window's values, and
+its mean absolute step-to-step change times sqrt(window length) (about the
+std for a random walk, many times it for noise around a steady level). A
+single level shift inside the window, such as a user deleting 15% of a quota,
+multiplies the std several times, and with it the whole forecast band for as
+long as the shift stays in the window (hours of false "will hit the quota"
+alerts on the storage simulator), while it moves the mean change by one
+step's worth. Noisy stationary series keep their std. ``scale="std"`` is the
+std alone, which states saved before this option existed were trained with.
 
 Gaps (NaN, staleness markers included) are forward filled so the arithmetic
 stays finite, and a mask channel tells the network which inputs were real.
@@ -26,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +68,9 @@ class FeatureConfig:
     # series would otherwise blow its last bit of noise up to unit size.
     relative_scale_floor: float = 1e-3
     absolute_scale_floor: float = 1e-9
+    # "min": the smaller of the values' std and sqrt(input_steps) x the mean absolute change
+    # between steps, which one level shift (a deletion) barely moves. "std": the std alone.
+    scale: Literal["min", "std"] = "min"
 
     def n_features(self, n_extra: int = 0) -> int:
         """Channels per input step: value, mask, extras, covariates."""
@@ -214,6 +226,8 @@ class WindowSource:
         seen = self._observed[r, idx_in]  # [..., L] bool
         level = val[..., -1]  # [...]
         scale = _masked_std(val, seen)  # [...]
+        if cfg.scale == "min":
+            scale = torch.minimum(scale, _mean_abs_diff(val, seen))  # [...]
         scale = torch.maximum(scale, cfg.relative_scale_floor * level.abs()).clamp_min(
             cfg.absolute_scale_floor
         )
@@ -243,6 +257,19 @@ class WindowSource:
         return WindowBatch(
             x=x, y=y.to(torch.float32), y_mask=y_mask.to(torch.float32), level=level, scale=scale
         )
+
+
+def _mean_abs_diff(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |change| between neighbouring observed inputs, times sqrt(steps); 0 where none are.
+
+    For a random walk this is about the std of the window (so "min" keeps the std there).
+
+    Gaps are forward filled, so a change across a gap counts once, where the gap ends.
+    """
+    step = (values[..., 1:] - values[..., :-1]).abs()  # [..., L-1]
+    m = mask[..., 1:].to(values.dtype)  # [..., L-1]
+    mean = (step * m).sum(dim=-1) / m.sum(dim=-1).clamp_min(1.0)  # [...]
+    return mean * math.sqrt(values.shape[-1])
 
 
 def _masked_std(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ import numpy.typing as npt
 import torch
 
 from tsf_adapter.errors import TrainingError
+from tsf_adapter.forecast.calibration import apply_scales, quantile_scales
 from tsf_adapter.forecast.features import FeatureConfig, WindowBatch, WindowSource, window_origins
 from tsf_adapter.forecast.nets import ForecastNet, NetConfig, NetKind, pinball_loss, reset_parameters
 from tsf_adapter.series import Labels
@@ -50,6 +51,10 @@ _R = TypeVar("_R")
 Scope = Literal["per_series", "global"]
 StopReason = Literal["early_stopping", "max_epochs", "budget"]
 Clock = Callable[[], float]
+# Key of the quantile scales [M, Q] in ModelState.tensors (not a network weight).
+CALIBRATION = "calibration"
+# Validation origins the calibration looks at, at most: enough for a 10% tail, bounded memory.
+MAX_CALIBRATION_ORIGINS = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +76,9 @@ class TrainConfig:
     # Global scope: labels whose values become learned embeddings (e.g. ("cluster", "storage_type")).
     embed_labels: tuple[str, ...] = ()
     embed_dim: int = 4
+    # Rescale each quantile's distance from the median to hold on the validation windows
+    # (see calibration.py); saved as the state's "calibration" tensor [M, Q].
+    calibrate: bool = True
     # Every window_stride-th origin is used; neighbouring windows are nearly identical anyway.
     window_stride: int = 1
     # Per series: windows per series per step. Global: windows per step over all series.
@@ -227,7 +235,8 @@ def predict(
     labels = tuple(labels)
     vals = np.asarray(values, dtype=np.float64)
     net_cfg = NetConfig(**_tuples(state.config["net"]))
-    feat_cfg = FeatureConfig(**_tuples(state.config["features"]))
+    # States saved before FeatureConfig.scale existed were trained with the std scale.
+    feat_cfg = FeatureConfig(**{"scale": "std", **_tuples(state.config["features"])})
     dev = select_device(device)
     out = np.full((len(labels), len(net_cfg.quantiles), net_cfg.horizon_steps), np.nan)
     groups: list[tuple[npt.NDArray[np.int64], torch.Tensor | None]]
@@ -250,6 +259,7 @@ def predict(
             ext = None if extra is None else np.asarray(extra, np.float64)[idx]
             src = WindowSource(vals[idx], start_s, step_s, feat_cfg, extra=ext, device=dev)
             batch = src.grid(torch.tensor([src.n_steps], device=dev))  # leading [S, 1]
+            scales = state.tensors.get(CALIBRATION)
             if rows is None:
                 net = _load_net(net_cfg, 1, state.tensors, None, dev)
                 cats = _category_ids(state.config, [labels[i] for i in idx]).to(dev)[None]  # [1, S, K]
@@ -257,6 +267,9 @@ def predict(
             else:
                 net = _load_net(net_cfg, len(idx), state.tensors, rows, dev)
                 pred = net(batch.x)[:, 0]  # [S, Q, H]
+                scales = None if scales is None else scales.index_select(0, rows)
+            if scales is not None:
+                pred = apply_scales(pred, scales.to(dev), net.anchor)  # [S, Q, H]
             level, scale = batch.level[:, 0, None, None], batch.scale[:, 0, None, None]  # [S, 1, 1]
             res = (pred.to(torch.float64) * scale + level).cpu().numpy()  # [S, Q, H]
             no_input = ~batch.x[:, 0, :, 1].bool().any(dim=-1).cpu().numpy()  # [S]
@@ -417,7 +430,8 @@ def _load_net(
     dev: torch.device,
 ) -> ForecastNet:
     net = ForecastNet(net_cfg, n_models)
-    picked = tensors if rows is None else {k: t.index_select(0, rows) for k, t in tensors.items()}
+    weights = {k: t for k, t in tensors.items() if k != CALIBRATION}
+    picked = weights if rows is None else {k: t.index_select(0, rows) for k, t in weights.items()}
     net.load_state_dict(picked)
     return net.to(dev)
 
@@ -722,12 +736,41 @@ def _train(
     if never.any():
         for k, v in net.state_dict().items():
             best[k][never] = v.detach()[never]
+    tensors = {k: v.cpu() for k, v in best.items()}
+    scales = torch.ones(m, len(cfg.quantiles))
+    if cfg.calibrate and val_o.numel():
+        net.load_state_dict(best)
+        scales = _calibration(net, data, val_o, cfg).cpu()
+    tensors[CALIBRATION] = scales
     return _Trained(
-        tensors={k: v.cpu() for k, v in best.items()},
+        tensors=tensors,
         train_loss=train_hist,
         val_loss=val_hist,
         best_epoch=best_epoch,
         stopped=stopped,
+    )
+
+
+def _calibration(
+    net: ForecastNet, data: _PerSeries | _Global, origins: torch.Tensor, cfg: TrainConfig
+) -> torch.Tensor:
+    """Quantile scales [M, Q] from the best weights' forecasts at (at most
+    ``MAX_CALIBRATION_ORIGINS``, evenly spread) validation origins."""
+    if origins.shape[0] > MAX_CALIBRATION_ORIGINS:
+        pick = torch.linspace(0, origins.shape[0] - 1, MAX_CALIBRATION_ORIGINS, device=origins.device)
+        origins = origins[pick.round().long()]
+    preds, ys, masks = [], [], []
+    net.eval()
+    n_items = data.n_items(origins.shape[0])
+    with torch.no_grad():
+        for i in range(0, n_items, cfg.batch_size):
+            idx = torch.arange(i, min(i + cfg.batch_size, n_items), device=origins.device)
+            pred, b = data.batch(net, origins, idx)  # [M, B, Q, H]
+            preds.append(pred)
+            ys.append(b.y)
+            masks.append(b.y_mask)
+    return quantile_scales(
+        torch.cat(preds, dim=1), torch.cat(ys, dim=1), torch.cat(masks, dim=1), cfg.quantiles, net.anchor
     )
 
 
