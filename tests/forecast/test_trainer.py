@@ -147,10 +147,33 @@ def test_budget_stops_cleanly_keeps_usable_models_and_says_so() -> None:
     assert np.isfinite(pred).all()
 
 
-def test_budget_spent_before_a_chunk_leaves_its_series_without_a_model() -> None:
+def test_budget_is_shared_so_every_chunk_trains() -> None:
+    """Small chunks bound memory; under a budget each gets its share instead of the last starving."""
     values = _daily(3, 24 * 6)
     cfg = dataclasses.replace(TINY, max_epochs=50, budget_s=10.0, chunk_size=1)
     state, report = fit(_labels(3), values, 0.0, HOUR, cfg, clock=FakeClock(tick=1.0))
+    assert report.budget_exhausted
+    assert report.untrained == 0
+    assert len(state.labels) == 3
+    assert np.isfinite(predict(state, _labels(3), values, 0.0, HOUR, device="cpu")).all()
+
+
+class StopAfter(FakeClock):
+    """A clock that jumps past every deadline after ``n`` readings, as the daemon's does on shutdown."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(tick=1.0)
+        self.left = n
+
+    def __call__(self) -> float:
+        self.left -= 1
+        return super().__call__() if self.left > 0 else float("inf")
+
+
+def test_budget_spent_before_a_chunk_leaves_its_series_without_a_model() -> None:
+    values = _daily(3, 24 * 6)
+    cfg = dataclasses.replace(TINY, max_epochs=50, budget_s=1_000.0, chunk_size=1)
+    state, report = fit(_labels(3), values, 0.0, HOUR, cfg, clock=StopAfter(12))
     assert report.budget_exhausted
     assert report.untrained >= 1
     assert len(state.labels) == 3 - report.untrained
