@@ -309,7 +309,7 @@ def test_state_survives_a_json_round_trip_of_its_config() -> None:
 
 def test_calibration_is_saved_per_series_and_applied_by_predict() -> None:
     values = _daily(2, 24 * 8, noise=0.3)
-    state, _ = fit(_labels(2), values, 0.0, HOUR, TINY)
+    state, _ = fit(_labels(2), values, 0.0, HOUR, dataclasses.replace(TINY, calibrate=True))
     scales = state.tensors[trainer.CALIBRATION]
     assert tuple(scales.shape) == (2, 3) and (scales > 0).all() and (scales[:, 1] == 1).all()
     plain = dict(state.tensors)
@@ -319,8 +319,8 @@ def test_calibration_is_saved_per_series_and_applied_by_predict() -> None:
     np.testing.assert_allclose(out[:, 1], raw[:, 1])  # the median is never moved
     gap = (out - out[:, 1:2]) / np.where(raw - raw[:, 1:2] == 0, 1.0, raw - raw[:, 1:2])
     np.testing.assert_allclose(gap[:, [0, 2]], scales[:, [0, 2], None].expand(2, 2, 4).numpy(), rtol=1e-3)
-    # Without calibration the network's own quantiles are what predict returns.
-    off, _ = fit(_labels(2), values, 0.0, HOUR, dataclasses.replace(TINY, calibrate=False))
+    # Without calibration (the default) the network's own quantiles are what predict returns.
+    off, _ = fit(_labels(2), values, 0.0, HOUR, TINY)
     assert (off.tensors[trainer.CALIBRATION] == 1).all()
 
 

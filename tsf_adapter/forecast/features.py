@@ -68,9 +68,11 @@ class FeatureConfig:
     # series would otherwise blow its last bit of noise up to unit size.
     relative_scale_floor: float = 1e-3
     absolute_scale_floor: float = 1e-9
-    # "min": the smaller of the values' std and sqrt(input_steps) x the mean absolute change
-    # between steps, which one level shift (a deletion) barely moves. "std": the std alone.
-    scale: Literal["min", "std"] = "min"
+    # "std": the values' std (the default, measured in BENCHMARKS.md). "min": the smaller of the
+    # std and sqrt(input_steps) x the mean absolute change between steps, which one level shift
+    # (a deletion) barely moves: narrower bands after deletions, opt-in until it pays off on the
+    # quota alerts (see BENCHMARKS.md, forecast accuracy).
+    scale: Literal["min", "std"] = "std"
 
     def n_features(self, n_extra: int = 0) -> int:
         """Channels per input step: value, mask, extras, covariates."""

@@ -77,8 +77,9 @@ class TrainConfig:
     embed_labels: tuple[str, ...] = ()
     embed_dim: int = 4
     # Rescale each quantile's distance from the median to hold on the validation windows
-    # (see calibration.py); saved as the state's "calibration" tensor [M, Q].
-    calibrate: bool = True
+    # (see calibration.py); saved as the state's "calibration" tensor [M, Q]. Opt-in: it did
+    # not improve the quota alerts and narrowed the bands in the end-to-end test's scenario.
+    calibrate: bool = False
     # Every window_stride-th origin is used; neighbouring windows are nearly identical anyway.
     window_stride: int = 1
     # Per series: windows per series per step. Global: windows per step over all series.
