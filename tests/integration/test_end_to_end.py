@@ -374,9 +374,9 @@ def test_forecast_alert_fires_before_the_quota_is_reached_and_before_the_straigh
         (u, q) for u in USERS for q in QUANTILES
     }
     assert all("horizon" not in s["metric"] for s in thresholds)
-    # Each series' newest model_info says lstm. (The predict_linear one written before the first
-    # training is still returned for Prometheus's 5m lookback: remote-written series never get
-    # staleness markers, and the daemon writes none when a series changes model.)
+    # Each series' newest model_info says lstm. (The daemon ends the predict_linear one with a
+    # staleness marker when a series changes model; checking the newest sample per user keeps this
+    # test independent of when that marker lands.)
     newest: dict[str, tuple[float, tuple[str, str, str]]] = {}
     for sample in prometheus.query("timestamp(storage_used_bytes:forecast_model_info)"):
         m = sample["metric"]
