@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from tsf_adapter._pb import receive_pb2, types_pb2, write_v2_pb2
 from tsf_adapter.config import RW1_MESSAGE, RW2_MESSAGE
 from tsf_adapter.errors import DecodeError
-from tsf_adapter.remote.codec import resolve_refs, validate_labels
+from tsf_adapter.remote.codec import resolve_refs, uvarint, validate_labels
 from tsf_adapter.selector import Selector
 from tsf_adapter.series import Labels
 
@@ -315,16 +315,7 @@ def decode_samples(samples: Sequence[bytes]) -> tuple[npt.NDArray[np.int64], npt
 
 def _as_label_fields(raw_labels: Sequence[bytes]) -> bytes:
     """Re-frame raw labels as they stand in a TimeSeries: tag 0x0a, uvarint length, bytes."""
-    out = bytearray()
-    for raw in raw_labels:
-        out.append(0x0A)
-        length = len(raw)
-        while length >= 0x80:
-            out.append((length & 0x7F) | 0x80)
-            length >>= 7
-        out.append(length)
-        out += raw
-    return bytes(out)
+    return b"".join(b"\x0a" + uvarint(len(raw)) + raw for raw in raw_labels)
 
 
 def _decode_labels(raw_labels: Sequence[bytes]) -> Labels:

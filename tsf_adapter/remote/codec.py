@@ -173,7 +173,7 @@ class Rw1Encoder:
                 for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True)
             ]
             body = block + b"".join(samples)
-            append(b"\x0a" + _uvarint(len(body)) + body)
+            append(b"\x0a" + uvarint(len(body)) + body)
         return b"".join(out)
 
 
@@ -182,7 +182,7 @@ _SAMPLE_VALUE: Final = struct.Struct("<Bd")
 
 def _sample_entry(value_field: bytes, timestamp: int) -> bytes:
     """``TimeSeries.samples`` entry: tag 0x12, length, then value (field 1) and timestamp (field 2)."""
-    sample = value_field + b"\x10" + _uvarint(timestamp & 0xFFFF_FFFF_FFFF_FFFF)
+    sample = value_field + b"\x10" + uvarint(timestamp & 0xFFFF_FFFF_FFFF_FFFF)
     return b"\x12" + bytes((len(sample),)) + sample
 
 
@@ -191,12 +191,13 @@ def _label_block(labels: Labels) -> bytes:
     parts = []
     for name, value in labels:
         n, v = name.encode(), value.encode()
-        label = b"\x0a" + _uvarint(len(n)) + n + b"\x12" + _uvarint(len(v)) + v
-        parts.append(b"\x0a" + _uvarint(len(label)) + label)
+        label = b"\x0a" + uvarint(len(n)) + n + b"\x12" + uvarint(len(v)) + v
+        parts.append(b"\x0a" + uvarint(len(label)) + label)
     return b"".join(parts)
 
 
-def _uvarint(value: int) -> bytes:
+def uvarint(value: int) -> bytes:
+    """Protobuf's unsigned varint: 7 bits a byte, low bits first (also frames streamed reads)."""
     if value < 0x80:
         return bytes((value,))
     out = bytearray()

@@ -37,6 +37,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from tsf_adapter._pb import remote_pb2, types_pb2
 from tsf_adapter.errors import DecodeError, UnsupportedEncodingError
+from tsf_adapter.remote.codec import uvarint
 from tsf_adapter.remote.xor import decode_xor_chunk
 from tsf_adapter.selector import Matcher, MatchOp
 from tsf_adapter.series import Labels, SeriesSamples, make_labels
@@ -174,7 +175,7 @@ def encode_frame(message: remote_pb2.ChunkedReadResponse) -> bytes:
     """One stream frame: ``uvarint(len) | CRC32C (big-endian) | message``."""
     data = message.SerializeToString()
     crc: int = google_crc32c.value(data)
-    return _uvarint(len(data)) + crc.to_bytes(4, "big") + data
+    return uvarint(len(data)) + crc.to_bytes(4, "big") + data
 
 
 class FrameReader:
@@ -348,15 +349,6 @@ def _parse(
         message.ParseFromString(data)
     except ProtobufDecodeError as err:
         raise DecodeError(f"{what}: invalid protobuf ({err})") from None
-
-
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _read_uvarint(buf: bytearray, pos: int) -> tuple[int, int] | None:
