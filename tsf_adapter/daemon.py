@@ -275,9 +275,16 @@ class Daemon:
 
     async def _emit(self, out: ForecastOutput) -> None:
         if self.queue is not None:
-            await self.queue.put(out.samples() + self.staleness.ended(out))
+            # Rows and staleness diffs are ~1 µs per series each: for a large target that is a
+            # fraction of a second, too long to hold the loop that answers Prometheus.
+            rows = await asyncio.to_thread(self._rows, out)
+            await self.queue.put(rows)
         else:
             self.latest[out.target] = out
+
+    def _rows(self, out: ForecastOutput) -> list[SeriesSamples]:
+        """Worker thread: the remote-write rows of one forecast, with markers for ended series."""
+        return out.samples() + self.staleness.ended(out)
 
     async def _end_series(self, target: str) -> None:
         """Staleness markers for everything a removed target wrote, so it vanishes at once."""
