@@ -4,6 +4,7 @@ Usage::
 
     python -m bench.accuracy                        # all models that can run here
     python -m bench.accuracy --models lstm,predict_linear,last_value --default lstm
+    python -m bench.accuracy --skip-real --models lstm,predict_linear --train-setting weight_decay=0.01
 
 Real data (/work/shared/data/real, read at run time, never copied): series longer
 than 4 days get 12h history / 6h horizon / hourly origins from 0.6 of each
@@ -29,6 +30,7 @@ Prints markdown tables for BENCHMARKS.md and checks the goals for the default mo
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -36,6 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -218,6 +221,22 @@ def _ok(flag: bool) -> str:
     return "(met)" if flag else "(NOT met)"
 
 
+def train_setting(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` from the command line; VALUE as JSON (0.01, true, "min") or else the bare string.
+
+    >>> train_setting("weight_decay=0.01"), train_setting("features.scale=min")
+    (('weight_decay', 0.01), ('features.scale', 'min'))
+    """
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip(), value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names")
@@ -232,7 +251,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--train-budget", type=float, default=15.0, help="seconds per training run (default 15; 0 = none)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
+    parser.add_argument(
+        "--train-setting",
+        action="append",
+        default=[],
+        type=train_setting,
+        metavar="NAME=VALUE",
+        help="change a training setting of the neural models, e.g. weight_decay=0.01 or "
+        "features.scale=min (VALUE is read as JSON, else as a string; repeatable)",
+    )
     args = parser.parse_args(argv)
+    settings = tuple(args.train_setting)
+    if settings:
+        from tsf_adapter.forecast.neural import with_settings
+        from tsf_adapter.forecast.trainer import TrainConfig
+
+        try:
+            with_settings(TrainConfig(), settings)  # a typo fails now, not after the first series
+        except ConfigError as exc:
+            parser.error(str(exc))
 
     models = available_models() if args.models == "available" else check_models(args.models.split(","))
     if set(models) & set(NEURAL_MODELS):
@@ -248,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir = args.out_dir or Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         report: list[str] = [f"Models: {', '.join(models)}; default {default}", ""]
+        if settings:
+            report[-1:] = [f"Training settings: {', '.join(f'{k}={v!r}' for k, v in settings)}", ""]
         started = time.monotonic()
         real_rows: list[Accuracy] = []
         if not args.skip_real:
@@ -270,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     models=tuple(models),
                     device=args.device,
                     train_budget_s=budget,
+                    train_settings=settings,
                 )
                 tag = "long" if group is long else "short"
                 forecasts, by_name = run_set(group, spec, out_dir / f"real_{tag}.csv")
@@ -289,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 models=tuple(models),
                 device=args.device,
                 train_budget_s=budget,
+                train_settings=settings,
             )
             forecasts, by_name = run_set([read_series_csv(p) for p in paths], spec, out_dir / "sim.csv")
             report += [

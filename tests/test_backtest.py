@@ -376,3 +376,20 @@ def test_neural_models_by_name(tmp_path: Path, model: str) -> None:
         by_origin_ts.setdefault((r[2], r[3]), []).append(float(r[5]))
     # Quantiles never cross.
     assert all(v == sorted(v) for v in by_origin_ts.values())
+
+
+# --- training settings ----------------------------------------------------------------------------
+
+
+def test_train_settings_reach_the_models_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[ModelOptions] = []
+
+    def build(options: ModelOptions) -> Recorder:
+        seen.append(options)
+        return Recorder(options)
+
+    monkeypatch.setitem(MODELS, "recorder", ModelSpec(build))
+    series = read_series_csv(ramp(tmp_path / "r.csv", 0, 6 * 60, 60))
+    settings = (("weight_decay", 0.01), ("features.scale", "min"))
+    run([series], spec(models=("recorder",), train_settings=settings))
+    assert seen and all(o.train_settings == settings for o in seen)

@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -81,6 +81,8 @@ class BacktestSpec:
     device: str = "cpu"
     # Seconds one training run may take (not a command-line flag: benchmarks bound their runtime).
     train_budget_s: float | None = None
+    # Training settings of the learning models (not a command-line flag either; see ModelOptions).
+    train_settings: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("history_s", "horizon_s", "origin_every_s"):
@@ -290,6 +292,7 @@ class _SeriesRun:
             quantiles=spec.quantiles,
             device=spec.device,
             train_budget_s=spec.train_budget_s,
+            train_settings=spec.train_settings,
         )
         self.models: dict[str, Forecaster] = {m: create_model(m, options) for m in spec.models}
         self.window_steps = {m: int(model_window_s(m, options) * 1000 // step_ms) + 1 for m in spec.models}

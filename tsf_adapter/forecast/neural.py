@@ -23,11 +23,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import ClassVar, get_args
+from collections.abc import Iterable
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 import numpy.typing as npt
 
+from tsf_adapter.errors import ConfigError
 from tsf_adapter.forecast.base import GridBatch
 from tsf_adapter.forecast.features import FeatureConfig
 from tsf_adapter.forecast.nets import NetKind
@@ -53,7 +55,7 @@ def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
         horizon_steps=options.horizon_steps or math.ceil(options.horizon_s / step) + 1,
     )
     device = options.device
-    return TrainConfig(
+    config = TrainConfig(
         model=kind,
         scope=options.scope,
         features=features,
@@ -62,6 +64,37 @@ def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
         seed=options.seed,
         budget_s=options.train_budget_s,
     )
+    return with_settings(config, options.train_settings)
+
+
+def with_settings(config: TrainConfig, settings: Iterable[tuple[str, Any]]) -> TrainConfig:
+    """``config`` with fields replaced by name; ``features.NAME`` reaches into its FeatureConfig.
+
+    Values are taken as given (a benchmark passes JSON-decoded ones); an unknown name is a
+    ``ConfigError`` that lists the known ones, so a typo never runs a benchmark on the defaults.
+
+    >>> cfg = with_settings(TrainConfig(), [("weight_decay", 0.01), ("features.scale", "min")])
+    >>> cfg.weight_decay, cfg.features.scale
+    (0.01, 'min')
+    """
+    top: dict[str, Any] = {}
+    feats: dict[str, Any] = {}
+    known_top = {f.name for f in dataclasses.fields(TrainConfig)} - {"features"}
+    known_feats = {f.name for f in dataclasses.fields(FeatureConfig)}
+    for name, value in settings:
+        group, known, key = (
+            (feats, known_feats, name.removeprefix("features."))
+            if name.startswith("features.")
+            else (top, known_top, name)
+        )
+        if key not in known:
+            prefix = "features." if group is feats else ""
+            raise ConfigError(
+                f"unknown training setting {name!r} (known: {', '.join(prefix + k for k in sorted(known))})"
+            )
+        group[key] = value
+    features = dataclasses.replace(config.features, **feats) if feats else config.features
+    return dataclasses.replace(config, features=features, **top)
 
 
 class NeuralModel(NeuralForecaster):

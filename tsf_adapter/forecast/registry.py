@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from tsf_adapter.errors import ConfigError
 from tsf_adapter.forecast.base import Forecaster
@@ -51,6 +51,9 @@ class ModelOptions:
     # and horizon as the backtest hands them over (see ``tsf_adapter.forecast.neural``).
     input_steps: int | None = None
     horizon_steps: int | None = None
+    # Training settings to change by name, as (TrainConfig field, value) pairs, "features.NAME" for a
+    # FeatureConfig field: benchmarks try settings with them without editing code. Empty for the daemon.
+    train_settings: tuple[tuple[str, Any], ...] = ()
     # The clock a training reads its budget from; the daemon passes one that jumps to infinity at
     # shutdown, so a running fit ends at its next step with its best weights.
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
