@@ -284,9 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = args.out_dir or Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
-        report: list[str] = [f"Models: {', '.join(models)}; default {default}", ""]
+        report = [f"Models: {', '.join(models)}; default {default}"]
         if settings:
-            report[-1:] = [f"Training settings: {', '.join(f'{k}={v!r}' for k, v in settings)}", ""]
+            report.append(f"Training settings: {', '.join(f'{k}={v!r}' for k, v in settings)}")
+        report.append("")
         started = time.monotonic()
         real_rows: list[Accuracy] = []
         if not args.skip_real:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tsf_adapter.errors import ConfigError
@@ -25,12 +27,40 @@ def test_no_settings_is_the_config_itself() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "listed"),
-    [("weight_decy", "weight_decay"), ("features.scal", "features.scale"), ("features", "weight_decay")],
+    ("name", "value", "message"),
+    [
+        ("weight_decy", 1, "--train-setting: weight_decy: unknown key (did you mean weight_decay?)"),
+        ("features.scal", "min", "--train-setting: features.scal: unknown key (did you mean scale?)"),
+        ("weight_decay", "abc", "--train-setting: weight_decay: expected a number (got 'abc')"),
+        (
+            "features.scale",
+            "bogus",
+            "--train-setting: features.scale: must be one of 'min', 'std' (got 'bogus')",
+        ),
+        ("features", 1, "--train-setting: features: expected a mapping (got 1)"),
+    ],
 )
-def test_unknown_setting_is_a_config_error_listing_the_known_ones(name: str, listed: str) -> None:
-    with pytest.raises(ConfigError, match=rf"unknown training setting '{name}' \(known: .*{listed}"):
-        with_settings(TrainConfig(), [(name, 1)])
+def test_a_bad_setting_is_a_config_error_naming_it(name: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        with_settings(TrainConfig(), [(name, value)])
+    assert str(info.value) == message
+
+
+def test_a_group_set_whole_and_by_field_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^--train-setting: features: set both as a whole and by field$"):
+        with_settings(TrainConfig(), [("features", 1), ("features.scale", "min")])
+
+
+def test_values_are_converted_like_the_config_file_does() -> None:
+    # JSON gives 1 for "1"; the float field still gets a float, a list becomes the tuple field.
+    cfg = with_settings(TrainConfig(), [("weight_decay", 1), ("quantiles", [0.2, 0.8])])
+    assert (cfg.weight_decay, type(cfg.weight_decay), cfg.quantiles) == (1.0, float, (0.2, 0.8))
+
+
+def test_unnamed_fields_keep_the_given_configs_values() -> None:
+    base = train_config("lstm", OPTIONS)
+    cfg = with_settings(base, [("max_epochs", 2)])
+    assert cfg == dataclasses.replace(base, max_epochs=2)
 
 
 def test_model_options_carry_settings_into_every_neural_model() -> None:

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, get_args
 import numpy as np
 import numpy.typing as npt
 
+from tsf_adapter.config import decode_section
 from tsf_adapter.errors import ConfigError
 from tsf_adapter.forecast.base import GridBatch
 from tsf_adapter.forecast.features import FeatureConfig
@@ -39,6 +40,8 @@ from tsf_adapter.forecast.trainer import Clock, NeuralForecaster, TrainConfig
 FloatArray = npt.NDArray[np.float64]
 
 MAX_WINDOWS_PER_EPOCH = 1024
+# Where training settings come from, for their error messages (bench/accuracy.py's flag).
+SETTINGS_SOURCE = "--train-setting"
 KINDS: tuple[NetKind, ...] = get_args(NetKind)
 
 
@@ -70,31 +73,26 @@ def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
 def with_settings(config: TrainConfig, settings: Iterable[tuple[str, Any]]) -> TrainConfig:
     """``config`` with fields replaced by name; ``features.NAME`` reaches into its FeatureConfig.
 
-    Values are taken as given (a benchmark passes JSON-decoded ones); an unknown name is a
-    ``ConfigError`` that lists the known ones, so a typo never runs a benchmark on the defaults.
+    The names and values are checked by the config file's own strict decoder, so a misspelt
+    name or a wrong type is a ``ConfigError`` naming the setting ("did you mean ...?") before
+    anything trains, never a benchmark quietly run on the defaults or a crash in the optimiser.
+    Fields not named keep ``config``'s values (the windows derived from the options included).
 
     >>> cfg = with_settings(TrainConfig(), [("weight_decay", 0.01), ("features.scale", "min")])
     >>> cfg.weight_decay, cfg.features.scale
     (0.01, 'min')
     """
-    top: dict[str, Any] = {}
-    feats: dict[str, Any] = {}
-    known_top = {f.name for f in dataclasses.fields(TrainConfig)} - {"features"}
-    known_feats = {f.name for f in dataclasses.fields(FeatureConfig)}
+    named: dict[str, Any] = {}
     for name, value in settings:
-        group, known, key = (
-            (feats, known_feats, name.removeprefix("features."))
-            if name.startswith("features.")
-            else (top, known_top, name)
-        )
-        if key not in known:
-            prefix = "features." if group is feats else ""
-            raise ConfigError(
-                f"unknown training setting {name!r} (known: {', '.join(prefix + k for k in sorted(known))})"
-            )
-        group[key] = value
-    features = dataclasses.replace(config.features, **feats) if feats else config.features
-    return dataclasses.replace(config, features=features, **top)
+        group, _, key = name.rpartition(".")
+        into = named.setdefault(group, {}) if group else named
+        if not isinstance(into, dict):
+            raise ConfigError(f"{SETTINGS_SOURCE}: {group}: set both as a whole and by field")
+        into[key] = value
+    checked = decode_section(TrainConfig, named, source=SETTINGS_SOURCE)
+    feats = {k: getattr(checked.features, k) for k in named.get("features", {})}
+    top = {k: getattr(checked, k) for k in named if k != "features"}
+    return dataclasses.replace(config, features=dataclasses.replace(config.features, **feats), **top)
 
 
 class NeuralModel(NeuralForecaster):
