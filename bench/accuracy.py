@@ -42,12 +42,12 @@ from typing import Any
 
 import numpy as np
 
-from tsf_adapter.backtest import BacktestSpec, run_backtest, score_all
-from tsf_adapter.csvio import ForecastRows, InputSeries, read_forecasts_csv, read_series_csv
-from tsf_adapter.errors import ConfigError
+from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.forecast.metrics import geometric_mean
 from tsf_adapter.forecast.registry import MODELS, NEURAL_MODELS, ModelOptions, check_models, create_model
-from tsf_adapter.simulate import SimConfig, Simulation, simulate
+from tsf_adapter.tools.backtest import BacktestSpec, run_backtest, score_all
+from tsf_adapter.tools.csvio import ForecastRows, InputSeries, read_forecasts_csv, read_series_csv
+from tsf_adapter.tools.simulate import SimConfig, Simulation, simulate
 
 REAL = Path("/work/shared/data/real")
 LONG_S = 4 * 86_400
@@ -263,8 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = tuple(args.train_setting)
     if settings:
-        from tsf_adapter.forecast.neural import with_settings
-        from tsf_adapter.forecast.trainer import TrainConfig
+        from tsf_adapter.forecast.neural.model import with_settings
+        from tsf_adapter.forecast.neural.trainer import TrainConfig
 
         try:
             with_settings(TrainConfig(), settings)  # a typo fails now, not after the first series

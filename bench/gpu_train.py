@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from bench.train_speed import STEP_S, make_data
-from tsf_adapter.forecast.features import FeatureConfig
-from tsf_adapter.forecast.trainer import TrainConfig, fit, predict, select_device
+from tsf_adapter.forecast.neural.features import FeatureConfig
+from tsf_adapter.forecast.neural.trainer import TrainConfig, fit, predict, select_device
 
 GOAL_SERIES = 10_000
 GOAL_SECONDS = 60.0

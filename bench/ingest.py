@@ -37,10 +37,10 @@ import numpy as np
 import snappy
 
 from tsf_adapter._pb import remote_pb2
-from tsf_adapter.ingest import Ingester
+from tsf_adapter.core.selector import parse_selector
 from tsf_adapter.remote.codec import decompress
-from tsf_adapter.selector import parse_selector
-from tsf_adapter.store import Store, TargetSpec
+from tsf_adapter.remote.ingest import Ingester
+from tsf_adapter.store.store import Store, TargetSpec
 
 SELECTOR = "storage_used_bytes"
 START_MS = 1_790_000_000_000

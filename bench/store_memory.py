@@ -14,10 +14,10 @@ import tracemalloc
 
 import numpy as np
 
+from tsf_adapter.core.selector import Matcher, MatchOp, Selector
+from tsf_adapter.core.series import Labels, make_labels
 from tsf_adapter.forecast.baselines import HoltWinters, PredictLinear
-from tsf_adapter.selector import Matcher, MatchOp, Selector
-from tsf_adapter.series import Labels, make_labels
-from tsf_adapter.store import Aggregation, Store, TargetSpec
+from tsf_adapter.store.store import Aggregation, Store, TargetSpec
 
 STEP_MS = 60_000
 T0 = 1_699_999_920_000

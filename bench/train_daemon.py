@@ -3,7 +3,7 @@
 Builds the model exactly as the daemon does for a target with every default (1m step, 2d of
 history, horizons 1h and 6h, ``lstm`` per series, retrain every 1h): the scheduler's budget
 (``TRAIN_BUDGET_FRACTION`` of ``retrain_every``), the daemon's torch thread count, and
-:func:`tsf_adapter.forecast.models.make_forecaster`. The series are synthetic (daily cycle,
+:func:`tsf_adapter.pipeline.models.make_forecaster`. The series are synthetic (daily cycle,
 trend, noise, a different level each), as long as the default history.
 
     python -m bench.train_daemon                       # 1,000 series, the daemon's budget (48 min)
@@ -22,13 +22,13 @@ import time
 
 import numpy as np
 
-from tsf_adapter.config import TargetConfig, decode_section
-from tsf_adapter.daemon import set_torch_threads
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.forecast.models import input_steps, make_forecaster
-from tsf_adapter.forecast.trainer import FitReport, NeuralForecaster
-from tsf_adapter.scheduler import TRAIN_BUDGET_FRACTION
-from tsf_adapter.series import make_labels
+from tsf_adapter.config.config import TargetConfig, decode_section
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import make_labels
+from tsf_adapter.forecast.neural.trainer import FitReport, NeuralForecaster
+from tsf_adapter.pipeline.models import input_steps, make_forecaster
+from tsf_adapter.pipeline.scheduler import TRAIN_BUDGET_FRACTION
+from tsf_adapter.server.daemon import set_torch_threads
 
 T0_MS = 1_700_000_000_000
 

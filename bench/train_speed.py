@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from tsf_adapter.forecast.features import FeatureConfig
-from tsf_adapter.forecast.trainer import TrainConfig, fit
-from tsf_adapter.series import Labels, make_labels
+from tsf_adapter.core.series import Labels, make_labels
+from tsf_adapter.forecast.neural.features import FeatureConfig
+from tsf_adapter.forecast.neural.trainer import TrainConfig, fit
 
 STEP_S = 300.0  # 5-minute grid
 

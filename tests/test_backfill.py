@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tsf_adapter.backfill import Backfilled, install
-from tsf_adapter.ingest import Ingester
+from tsf_adapter.core.selector import parse_selector
+from tsf_adapter.core.series import SeriesSamples, make_labels
+from tsf_adapter.pipeline.backfill import Backfilled, install
 from tsf_adapter.remote.codec import decompress, encode_write_request
-from tsf_adapter.selector import parse_selector
-from tsf_adapter.series import SeriesSamples, make_labels
-from tsf_adapter.store import Aggregation, Store, TargetSpec
+from tsf_adapter.remote.ingest import Ingester
+from tsf_adapter.store.store import Aggregation, Store, TargetSpec
 
 A = make_labels({"__name__": "m", "instance": "a"})
 B = make_labels({"__name__": "n", "instance": "b"})

@@ -14,26 +14,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsf_adapter import cli
-from tsf_adapter.backtest import (
+from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.core.grid import GridBatch, grid_values
+from tsf_adapter.forecast.registry import MODELS, ModelOptions, ModelSpec
+from tsf_adapter.tools.backtest import (
     BacktestSpec,
     at_samples,
-    grid_values,
     median_step_ms,
     origins,
     run_backtest,
     score_all,
     summary_table,
 )
-from tsf_adapter.csvio import (
+from tsf_adapter.tools.csvio import (
     FORECAST_HEADER,
     InputSeries,
     read_forecasts_csv,
     read_series_csv,
     write_series_csv,
 )
-from tsf_adapter.errors import ConfigError
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.forecast.registry import MODELS, ModelOptions, ModelSpec
 
 H = 3600
 

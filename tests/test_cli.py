@@ -20,9 +20,10 @@ from types import TracebackType
 import pytest
 
 from tests.prometheus import free_port
-from tsf_adapter.cli import main, split_host_port
+from tsf_adapter.cli import main
+from tsf_adapter.core.address import split_host_port
+from tsf_adapter.core.series import SeriesSamples, make_labels
 from tsf_adapter.remote.codec import encode_write_request
-from tsf_adapter.series import SeriesSamples, make_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "tests" / "testdata" / "config"

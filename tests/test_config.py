@@ -7,8 +7,7 @@ from types import MappingProxyType
 import pytest
 import yaml
 
-from tsf_adapter.config import (
-    RW2_MESSAGE,
+from tsf_adapter.config.config import (
     AggregateConfig,
     Config,
     IngestConfig,
@@ -22,10 +21,11 @@ from tsf_adapter.config import (
     decode_section,
     load_config,
 )
-from tsf_adapter.errors import ConfigError
+from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.core.protocol import RW2_MESSAGE
+from tsf_adapter.core.selector import parse_selector
 from tsf_adapter.remote.http import auth_headers
-from tsf_adapter.selector import parse_selector
-from tsf_adapter.store import Aggregation, Store, TargetSpec
+from tsf_adapter.store.store import Aggregation, Store, TargetSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = Path(__file__).resolve().parent / "testdata" / "config"

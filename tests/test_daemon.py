@@ -27,10 +27,10 @@ from aiohttp import web
 
 from tests.prometheus import free_port
 from tsf_adapter.cli import main
+from tsf_adapter.core.selector import Selector
+from tsf_adapter.core.series import SeriesSamples, make_labels
 from tsf_adapter.remote.codec import decode_write_request, decompress, encode_write_request
 from tsf_adapter.remote.read_codec import SAMPLES_CONTENT_TYPE, decode_read_request, encode_samples_response
-from tsf_adapter.selector import Selector
-from tsf_adapter.series import SeriesSamples, make_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_GUARD = 45.0  # seconds; only against a hang, never a speed assertion

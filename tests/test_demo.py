@@ -26,10 +26,14 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tsf_adapter.config import RemoteReadConfig, TargetConfig, decode_section
-from tsf_adapter.demo import DemoOptions, demo_config
-from tsf_adapter.demo_feed import SimClock, episodes, make_cluster, make_history_app
-from tsf_adapter.demo_status import (
+from tsf_adapter.config.config import RemoteReadConfig, TargetConfig, decode_section
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.selector import parse_selector
+from tsf_adapter.pipeline.output import ForecastOutputBuilder, render_exposition
+from tsf_adapter.remote.read_client import RemoteReadClient
+from tsf_adapter.tools.demo import DemoOptions, demo_config
+from tsf_adapter.tools.demo_feed import SimClock, episodes, make_cluster, make_history_app
+from tsf_adapter.tools.demo_status import (
     SeriesView,
     WarningTracker,
     at_threshold,
@@ -37,11 +41,7 @@ from tsf_adapter.demo_status import (
     read_forecasts,
     soonest,
 )
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.output import ForecastOutputBuilder, render_exposition
-from tsf_adapter.remote.read_client import RemoteReadClient
-from tsf_adapter.selector import parse_selector
-from tsf_adapter.simulate import Simulation
+from tsf_adapter.tools.simulate import Simulation
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_GUARD = 90.0  # seconds; only against a hang, never a speed assertion

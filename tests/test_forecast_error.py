@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.forecast_error import ForecastErrorTracker
-from tsf_adapter.series import Labels
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import Labels
+from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
 
 STEP = 60_000
 A: Labels = (("__name__", "m"), ("i", "a"))

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsf_adapter._pb import remote_pb2, write_v2_pb2
-from tsf_adapter.config import RW1_MESSAGE, RW2_MESSAGE
-from tsf_adapter.errors import DecodeError
-from tsf_adapter.ingest import Ingester, decode_samples
+from tsf_adapter.core.errors import DecodeError
+from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
+from tsf_adapter.core.selector import Matcher, MatchOp, Selector
+from tsf_adapter.core.series import STALE_NAN, Labels, SeriesSamples, make_labels
 from tsf_adapter.remote.codec import decode_write_request, decompress, encode_write_request
-from tsf_adapter.selector import Matcher, MatchOp, Selector
-from tsf_adapter.series import STALE_NAN, Labels, SeriesSamples, make_labels
+from tsf_adapter.remote.ingest import Ingester, decode_samples
 
 KEEP_ALL = Selector((Matcher("__name__", MatchOp.NEQ, ""),))
 ONLY_KEEP = Selector((Matcher("keep", MatchOp.EQ, "yes"),))

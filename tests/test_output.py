@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from tsf_adapter.config import TargetConfig, decode_section
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.output import (
+from tsf_adapter.config.config import TargetConfig, decode_section
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import Labels, SeriesSamples, make_labels
+from tsf_adapter.pipeline.output import (
     ForecastOutput,
     ForecastOutputBuilder,
     join_limits,
@@ -20,7 +21,6 @@ from tsf_adapter.output import (
     render_exposition,
     threshold_seconds,
 )
-from tsf_adapter.series import Labels, SeriesSamples, make_labels
 
 STEP = 60_000
 
@@ -341,8 +341,8 @@ def test_exposition_parses_with_the_reference_parser() -> None:
 
 
 def test_staleness_tracker_ends_label_sets_that_stop_being_written() -> None:
-    from tsf_adapter.output import ForecastOutput, StalenessTracker
-    from tsf_adapter.series import STALE_NAN, make_labels
+    from tsf_adapter.core.series import STALE_NAN, make_labels
+    from tsf_adapter.pipeline.output import ForecastOutput, StalenessTracker
 
     def out(ts: int, *models: str) -> ForecastOutput:
         labels = [make_labels({"__name__": "m:forecast_model_info", "model": m}) for m in models]

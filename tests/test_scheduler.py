@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tsf_adapter.config import TargetConfig, decode_section
-from tsf_adapter.errors import TrainingError
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.metrics import DaemonMetrics
-from tsf_adapter.output import ForecastOutput
-from tsf_adapter.scheduler import RunnerDeps, Scheduler, TargetRunner, Workers
-from tsf_adapter.series import Labels, make_labels
-from tsf_adapter.store import Store
+from tsf_adapter.config.config import TargetConfig, decode_section
+from tsf_adapter.core.errors import TrainingError
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import Labels, make_labels
+from tsf_adapter.pipeline.metrics import DaemonMetrics
+from tsf_adapter.pipeline.output import ForecastOutput
+from tsf_adapter.pipeline.scheduler import RunnerDeps, Scheduler, TargetRunner, Workers
+from tsf_adapter.store.store import Store
 
 T0 = 1_700_000_000.0  # a whole number of seconds: grid steps line up with the fake clock
 
@@ -311,8 +311,8 @@ async def test_auto_serves_each_series_by_its_chosen_architecture_and_saves_the_
         )
         assert count == sum(1 for m in served.values() if m == model)
 
-    from tsf_adapter.forecast.models import model_config_hash
-    from tsf_adapter.forecast.persist import load_model
+    from tsf_adapter.forecast.neural.persist import load_model
+    from tsf_adapter.pipeline.models import model_config_hash
 
     saved = load_model(tmp_path / "t.pt", expected_hash=model_config_hash(r.target))
     assert saved is not None

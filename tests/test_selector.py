@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tsf_adapter.errors import SelectorError
-from tsf_adapter.selector import Matcher, MatchOp, Selector, parse_selector, quote
-from tsf_adapter.series import make_labels
+from tsf_adapter.core.errors import SelectorError
+from tsf_adapter.core.selector import Matcher, MatchOp, Selector, parse_selector, quote
+from tsf_adapter.core.series import make_labels
 
 EQ, NEQ, RE, NRE = MatchOp.EQ, MatchOp.NEQ, MatchOp.RE, MatchOp.NRE
 

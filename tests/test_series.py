@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from tsf_adapter.series import (
+from tsf_adapter.core.series import (
     STALE_NAN,
     SeriesSamples,
     format_labels,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tsf_adapter.csvio import read_series_csv
-from tsf_adapter.simulate import DAY_S, SimConfig, simulate
+from tsf_adapter.tools.csvio import read_series_csv
+from tsf_adapter.tools.simulate import DAY_S, SimConfig, simulate
 
 SMALL = SimConfig(seed=3, clusters=("c1",), groups_per_cluster=2, users_per_group=2, span_s=4 * DAY_S)
 

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsf_adapter import store as store_module
-from tsf_adapter.errors import ConfigError
-from tsf_adapter.ingest import SampleSink
-from tsf_adapter.selector import Matcher, MatchOp, Selector
-from tsf_adapter.series import STALE_NAN, Labels, make_labels
-from tsf_adapter.store import Aggregation, Store, TargetSpec
+from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.core.selector import Matcher, MatchOp, Selector
+from tsf_adapter.core.series import STALE_NAN, Labels, make_labels
+from tsf_adapter.remote.ingest import SampleSink
+from tsf_adapter.store import store as store_module
+from tsf_adapter.store.store import Aggregation, Store, TargetSpec
 
 STEP = 60_000
 nan = math.nan

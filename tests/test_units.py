@@ -6,13 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from tsf_adapter.units import (
-    MAX_DURATION_MS,
-    format_duration,
-    format_size,
-    parse_duration,
-    parse_size,
-)
+from tsf_adapter.core.units import MAX_DURATION_MS, format_duration, format_size, parse_duration, parse_size
 
 DAY = 86400.0
 

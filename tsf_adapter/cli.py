@@ -17,13 +17,14 @@ from pathlib import Path
 from aiohttp import web
 
 from tsf_adapter import __version__
-from tsf_adapter.app import REGISTRY, build_app
-from tsf_adapter.config import Config, load_config
-from tsf_adapter.errors import ConfigError, InputError, SelectorError
-from tsf_adapter.loop import run
-from tsf_adapter.remote.write_handler import ReceiverState
-from tsf_adapter.selector import Selector, parse_selector
-from tsf_adapter.store import Store, TargetSpec
+from tsf_adapter.config.config import Config, load_config
+from tsf_adapter.core.address import split_host_port
+from tsf_adapter.core.errors import ConfigError, InputError, SelectorError
+from tsf_adapter.core.lifecycle import Readiness
+from tsf_adapter.core.selector import Selector, parse_selector
+from tsf_adapter.server.app import REGISTRY, build_app
+from tsf_adapter.server.loop import run
+from tsf_adapter.store.store import Store, TargetSpec
 
 logger = logging.getLogger("tsf_adapter")
 
@@ -166,20 +167,13 @@ def _cmd_receive(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here: the daemon pulls in the scheduler and models, which `receive` never needs.
-    from tsf_adapter.daemon import run_daemon
+    from tsf_adapter.server.daemon import run_daemon
 
     return run(run_daemon(args.config))
 
 
-def split_host_port(address: str) -> tuple[str, int]:
-    """``"0.0.0.0:9201"`` → ``("0.0.0.0", 9201)``; ``":9201"`` and ``"[::1]:9201"`` work too."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
 async def _serve_receiver(config: Config, store: Store, selectors: Sequence[Selector], listen: str) -> int:
-    state = ReceiverState(ready=False)
+    state = Readiness(ready=False)
     app = build_app(config, store, selectors=selectors, state=state)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -216,7 +210,7 @@ async def _serve_receiver(config: Config, store: Store, selectors: Sequence[Sele
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tsf_adapter.demo import DemoOptions, run_demo
+    from tsf_adapter.tools.demo import DemoOptions, run_demo
 
     if args.speed < 1 or args.catch_up < 0 or min(args.clusters, args.groups, args.users) < 1:
         raise InputError("demo: --speed must be >= 1, --catch-up >= 0, and sizes >= 1")
@@ -237,6 +231,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from tsf_adapter import backtest
+    from tsf_adapter.tools import backtest
 
     return backtest.run_command(args)

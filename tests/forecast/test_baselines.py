@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import STALE_NAN
 from tsf_adapter.forecast import base, baselines
-from tsf_adapter.forecast.base import Forecaster, GridBatch, check_forecast
+from tsf_adapter.forecast.base import Forecaster, check_forecast
 from tsf_adapter.forecast.baselines import (
     BASELINES,
     HoltWinters,
@@ -27,7 +29,6 @@ from tsf_adapter.forecast.baselines import (
     predict_linear_grid,
     range_columns,
 )
-from tsf_adapter.series import STALE_NAN
 
 T0 = 1_700_000_000_000  # a multiple of 60 s
 H12 = 12 * 3600 * 1000
@@ -221,7 +222,7 @@ def test_docstring_examples(module: object) -> None:
 
 def test_engine_imports_neither_aiohttp_nor_torch() -> None:
     code = (
-        "import sys, tsf_adapter.forecast, tsf_adapter.forecast.metrics, tsf_adapter.store; "
+        "import sys, tsf_adapter.forecast, tsf_adapter.forecast.metrics, tsf_adapter.store.store; "
         "bad = {'aiohttp', 'torch'} & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsf_adapter.forecast import calibration
-from tsf_adapter.forecast.calibration import MAX_SCALE, MIN_SCALE, apply_scales, quantile_scales
+from tsf_adapter.forecast.neural import calibration
+from tsf_adapter.forecast.neural.calibration import MAX_SCALE, MIN_SCALE, apply_scales, quantile_scales
 
 QS = (0.1, 0.5, 0.9)
 

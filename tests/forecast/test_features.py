@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tsf_adapter.forecast import features
-from tsf_adapter.forecast.features import (
+from tsf_adapter.core.series import STALE_NAN
+from tsf_adapter.forecast.neural import features
+from tsf_adapter.forecast.neural.features import (
     N_COVARIATES,
     FeatureConfig,
     WindowSource,
@@ -22,7 +23,6 @@ from tsf_adapter.forecast.features import (
     time_covariates,
     window_origins,
 )
-from tsf_adapter.series import STALE_NAN
 
 DAY = 86_400.0
 MONDAY = 4 * DAY  # 1970-01-05 00:00 UTC

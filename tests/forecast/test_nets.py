@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from tsf_adapter.forecast import nets
-from tsf_adapter.forecast.nets import (
+from tsf_adapter.forecast.neural import nets
+from tsf_adapter.forecast.neural.nets import (
     ForecastNet,
     NetConfig,
     StackedGRULayer,
@@ -20,7 +20,7 @@ from tsf_adapter.forecast.nets import (
     pinball_loss,
     reset_parameters,
 )
-from tsf_adapter.forecast.trainer import clip_grad_norm_per_model_
+from tsf_adapter.forecast.neural.trainer import clip_grad_norm_per_model_
 
 KINDS = ["lstm", "gru", "transformer"]
 

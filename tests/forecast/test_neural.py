@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from tsf_adapter.errors import ConfigError
-from tsf_adapter.forecast.neural import AutoModel, NeuralModel, train_config, with_settings
+from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.forecast.neural.model import AutoModel, NeuralModel, train_config, with_settings
+from tsf_adapter.forecast.neural.trainer import TrainConfig
 from tsf_adapter.forecast.registry import ModelOptions, create_model
-from tsf_adapter.forecast.trainer import TrainConfig
 
 OPTIONS = ModelOptions(history_s=3600, horizon_s=600, step_s=60)
 

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.forecast.features import FeatureConfig
-from tsf_adapter.forecast.models import restore, serving_models
-from tsf_adapter.forecast.neural import AutoModel
-from tsf_adapter.forecast.persist import Choice, ModelMeta, SavedModel, load_model, save_model
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import Labels, make_labels
+from tsf_adapter.forecast.neural.features import FeatureConfig
+from tsf_adapter.forecast.neural.model import AutoModel
+from tsf_adapter.forecast.neural.persist import Choice, ModelMeta, SavedModel, load_model, save_model
+from tsf_adapter.forecast.neural.trainer import ModelState, TrainConfig, fit
 from tsf_adapter.forecast.registry import ModelOptions
-from tsf_adapter.forecast.trainer import ModelState, TrainConfig, fit
-from tsf_adapter.series import Labels, make_labels
+from tsf_adapter.pipeline.models import restore, serving_models
 
 DATA = Path(__file__).parent / "data"
 CHECKPOINT = DATA / "auto_v2.pt"

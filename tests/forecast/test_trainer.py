@@ -13,10 +13,11 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from tsf_adapter.errors import TrainingError
-from tsf_adapter.forecast import trainer
-from tsf_adapter.forecast.features import FeatureConfig
-from tsf_adapter.forecast.trainer import (
+from tsf_adapter.core.errors import TrainingError
+from tsf_adapter.core.series import Labels, make_labels
+from tsf_adapter.forecast.neural import trainer
+from tsf_adapter.forecast.neural.features import FeatureConfig
+from tsf_adapter.forecast.neural.trainer import (
     NeuralForecaster,
     TrainConfig,
     fit,
@@ -24,7 +25,6 @@ from tsf_adapter.forecast.trainer import (
     select_device,
     series_seed,
 )
-from tsf_adapter.series import Labels, make_labels
 
 HOUR = 3600.0
 

@@ -21,7 +21,7 @@ import snappy
 from tests.prometheus import PrometheusProcess
 from tsf_adapter import cli
 from tsf_adapter._pb import remote_pb2, types_pb2
-from tsf_adapter.csvio import write_series_csv
+from tsf_adapter.tools.csvio import write_series_csv
 
 pytestmark = pytest.mark.integration
 

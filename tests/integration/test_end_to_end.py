@@ -47,7 +47,7 @@ import pytest
 import yaml
 
 from tests.prometheus import PrometheusProcess, find_prometheus, free_port
-from tsf_adapter.units import format_duration, parse_duration
+from tsf_adapter.core.units import format_duration, parse_duration
 
 pytestmark = pytest.mark.integration
 

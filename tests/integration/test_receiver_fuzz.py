@@ -35,9 +35,11 @@ from hypothesis import strategies as st
 from tests.test_cli import ReceiverProcess
 from tests.test_ingest import RecordingSink, expected_rows, wire_series
 from tsf_adapter._pb import types_pb2, write_v2_pb2
-from tsf_adapter.app import build_app
-from tsf_adapter.config import RW1_MESSAGE, RW2_MESSAGE, Config, ServerConfig
-from tsf_adapter.errors import DecodeError
+from tsf_adapter.config.config import Config, ServerConfig
+from tsf_adapter.core.errors import DecodeError
+from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
+from tsf_adapter.core.selector import parse_selector
+from tsf_adapter.core.series import SeriesSamples, make_labels
 from tsf_adapter.remote.codec import (
     PayloadTooLarge,
     compress,
@@ -46,8 +48,7 @@ from tsf_adapter.remote.codec import (
     encode_write_request,
     parse_content_type,
 )
-from tsf_adapter.selector import parse_selector
-from tsf_adapter.series import SeriesSamples, make_labels
+from tsf_adapter.server.app import build_app
 
 pytestmark = pytest.mark.integration
 

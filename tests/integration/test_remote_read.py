@@ -21,12 +21,12 @@ import snappy
 
 from tests.prometheus import PrometheusProcess
 from tsf_adapter._pb import remote_pb2, types_pb2
-from tsf_adapter.config import RemoteReadConfig
+from tsf_adapter.config.config import RemoteReadConfig
+from tsf_adapter.core.selector import Matcher, MatchOp, Selector
+from tsf_adapter.core.series import STALE_NAN, SeriesSamples, make_labels
 from tsf_adapter.remote.read_client import RemoteReadClient, split_range
 from tsf_adapter.remote.read_codec import STREAMED_CONTENT_TYPE, FrameReader, ReadQuery, encode_read_request
 from tsf_adapter.remote.xor import decode_xor_chunk, encode_xor_chunk
-from tsf_adapter.selector import Matcher, MatchOp, Selector
-from tsf_adapter.series import STALE_NAN, SeriesSamples, make_labels
 
 pytestmark = pytest.mark.integration
 

@@ -22,10 +22,11 @@ from aiohttp.test_utils import TestServer
 
 from tests.prometheus import PrometheusProcess
 from tests.remote.test_queue import eventually
-from tsf_adapter.config import RW2_MESSAGE, QueueConfig, RemoteWriteConfig
+from tsf_adapter.config.config import QueueConfig, RemoteWriteConfig
+from tsf_adapter.core.protocol import RW2_MESSAGE
+from tsf_adapter.core.series import SeriesSamples, make_labels
 from tsf_adapter.remote.queue import WriteQueue
 from tsf_adapter.remote.write_client import RemoteWriteClient
-from tsf_adapter.series import SeriesSamples, make_labels
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsf_adapter._pb import remote_pb2, types_pb2, write_v2_pb2
-from tsf_adapter.config import RW1_MESSAGE, RW2_MESSAGE
-from tsf_adapter.errors import DecodeError
+from tsf_adapter.core.errors import DecodeError
+from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
+from tsf_adapter.core.series import STALE_NAN, SeriesSamples, make_labels
 from tsf_adapter.remote.codec import (
     PayloadTooLarge,
     content_type,
@@ -25,7 +26,6 @@ from tsf_adapter.remote.codec import (
     resolve_refs,
     validate_labels,
 )
-from tsf_adapter.series import STALE_NAN, SeriesSamples, make_labels
 
 MESSAGES = [RW1_MESSAGE, RW2_MESSAGE]
 

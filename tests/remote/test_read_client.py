@@ -24,8 +24,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tsf_adapter._pb import remote_pb2, types_pb2
-from tsf_adapter.config import BasicAuth, RemoteReadConfig
-from tsf_adapter.errors import RecoverableError, RemoteError
+from tsf_adapter.config.config import BasicAuth, RemoteReadConfig
+from tsf_adapter.core.errors import RecoverableError, RemoteError
+from tsf_adapter.core.selector import Matcher, MatchOp, Selector
+from tsf_adapter.core.series import STALE_NAN, SeriesSamples, make_labels
 from tsf_adapter.remote.read_client import RemoteReadClient, split_range
 from tsf_adapter.remote.read_codec import (
     SAMPLES_CONTENT_TYPE,
@@ -37,8 +39,6 @@ from tsf_adapter.remote.read_codec import (
     encode_samples_response,
 )
 from tsf_adapter.remote.xor import encode_xor_chunk
-from tsf_adapter.selector import Matcher, MatchOp, Selector
-from tsf_adapter.series import STALE_NAN, SeriesSamples, make_labels
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 

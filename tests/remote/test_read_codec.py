@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsf_adapter._pb import remote_pb2, types_pb2
-from tsf_adapter.errors import DecodeError, UnsupportedEncodingError
+from tsf_adapter.core.errors import DecodeError, UnsupportedEncodingError
+from tsf_adapter.core.selector import Matcher, MatchOp
+from tsf_adapter.core.series import STALE_NAN, Labels, SeriesSamples, make_labels
 from tsf_adapter.remote.read_codec import (
     ChunkedSeriesAssembler,
     FrameReader,
@@ -25,8 +27,6 @@ from tsf_adapter.remote.read_codec import (
     merge_samples,
 )
 from tsf_adapter.remote.xor import encode_xor_chunk
-from tsf_adapter.selector import Matcher, MatchOp
-from tsf_adapter.series import STALE_NAN, Labels, SeriesSamples, make_labels
 
 UP = make_labels({"__name__": "up", "job": "node"})
 QUERY = ReadQuery(1000, 9000, (Matcher("__name__", MatchOp.EQ, "up"), Matcher("job", MatchOp.RE, "n.*")))

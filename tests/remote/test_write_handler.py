@@ -25,18 +25,15 @@ from prometheus_client import CollectorRegistry
 
 from tests.test_ingest import RecordingSink
 from tsf_adapter._pb import remote_pb2, types_pb2, write_v2_pb2
-from tsf_adapter.app import build_app
-from tsf_adapter.config import RW1_MESSAGE, RW2_MESSAGE, Config, ServerConfig
-from tsf_adapter.ingest import SampleSink
+from tsf_adapter.config.config import Config, ServerConfig
+from tsf_adapter.core.lifecycle import Readiness
+from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
+from tsf_adapter.core.selector import parse_selector
+from tsf_adapter.core.series import STALE_NAN, SeriesSamples, make_labels
 from tsf_adapter.remote.codec import compress, content_type, encode_write_request
-from tsf_adapter.remote.write_handler import (
-    EXEMPLARS_WRITTEN,
-    HISTOGRAMS_WRITTEN,
-    SAMPLES_WRITTEN,
-    ReceiverState,
-)
-from tsf_adapter.selector import parse_selector
-from tsf_adapter.series import STALE_NAN, SeriesSamples, make_labels
+from tsf_adapter.remote.ingest import SampleSink
+from tsf_adapter.remote.write_handler import EXEMPLARS_WRITTEN, HISTOGRAMS_WRITTEN, SAMPLES_WRITTEN
+from tsf_adapter.server.app import build_app
 
 T0 = 1_700_000_000_000
 KEEP = parse_selector('{__name__=~"keep_.+"}')
@@ -72,7 +69,7 @@ async def make_client(
     """A client of a fresh app on its own registry; keyword arguments go to ``ServerConfig``."""
 
     async def make(
-        sink: SampleSink | None = None, state: ReceiverState | None = None, **server: Any
+        sink: SampleSink | None = None, state: Readiness | None = None, **server: Any
     ) -> tuple[Client, CollectorRegistry]:
         registry = CollectorRegistry()
         config = Config(server=ServerConfig(**server))
@@ -468,7 +465,7 @@ async def test_requests_beyond_the_inflight_limit_are_shed_with_503(make_client:
 
 
 async def test_stopping_answers_503_and_is_not_ready(make_client: MakeClient) -> None:
-    state = ReceiverState()
+    state = Readiness()
     sink = RecordingSink()
     client, registry = await make_client(sink, state=state)
     state.stopping = True
@@ -520,7 +517,7 @@ async def test_get_on_the_write_path_is_405(make_client: MakeClient) -> None:
 
 
 async def test_ready_follows_the_state_and_healthy_does_not(make_client: MakeClient) -> None:
-    state = ReceiverState(ready=False)
+    state = Readiness(ready=False)
     client, _ = await make_client(state=state)
 
     async def probe(path: str) -> tuple[int, str]:

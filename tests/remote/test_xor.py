@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tsf_adapter.errors import DecodeError
+from tsf_adapter.core.errors import DecodeError
+from tsf_adapter.core.series import STALE_NAN, STALE_NAN_BITS
 from tsf_adapter.remote.xor import MAX_SAMPLES, decode_xor_chunk, encode_xor_chunk
-from tsf_adapter.series import STALE_NAN, STALE_NAN_BITS
 
 # A chunk streamed by Prometheus 2.42 for 9 samples written through remote-write:
 # equal values, -0.0, ±Inf, the smallest subnormal, a huge value, the staleness

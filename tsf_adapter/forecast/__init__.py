@@ -7,14 +7,9 @@ own modules and are imported where they are used.
 
 from __future__ import annotations
 
-from tsf_adapter.forecast.base import POINT_QUANTILES, Forecaster, GridBatch, check_forecast
-from tsf_adapter.forecast.baselines import (
-    BASELINES,
-    HoltWinters,
-    LastValue,
-    PredictLinear,
-    SeasonalNaive,
-)
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.forecast.base import POINT_QUANTILES, Forecaster, check_forecast
+from tsf_adapter.forecast.baselines import BASELINES, HoltWinters, LastValue, PredictLinear, SeasonalNaive
 
 __all__ = [
     "BASELINES",

@@ -14,78 +14,14 @@ interval coverage and pinball loss mean something).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-import numpy.typing as npt
 
-from tsf_adapter.series import Labels
-
-FloatArray = npt.NDArray[np.float64]
+from tsf_adapter.core.grid import FloatArray, GridBatch
 
 POINT_QUANTILES: tuple[float, ...] = (0.5,)
 """What a point forecaster reports: its forecast is read as the median."""
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class GridBatch:
-    """Series of one target on a shared regular grid: ``values[series, step]``, NaN for gaps.
-
-    Column ``j`` holds the sample of the step ending at ``start_ms + j * step_ms``
-    (unix milliseconds, a multiple of ``step_ms``). Milliseconds because that is
-    what Prometheus uses everywhere; ``start_s`` / ``step_s`` are there for
-    code that thinks in seconds.
-
-    >>> import numpy as np
-    >>> b = GridBatch("disk", ((("instance", "a"),),), np.array([[1.0, np.nan, 3.0]]), 60_000, 60_000)
-    >>> b.n_series, b.n_steps, b.end_ms, b.timestamps_ms().tolist()
-    (1, 3, 180000, [60000, 120000, 180000])
-    """
-
-    target: str
-    labels: tuple[Labels, ...]
-    values: FloatArray
-    start_ms: int
-    step_ms: int
-
-    def __post_init__(self) -> None:
-        if self.values.ndim != 2 or self.values.shape[0] != len(self.labels):
-            raise ValueError(
-                f"values must be [series, steps] with one row per label set "
-                f"(got shape {self.values.shape} for {len(self.labels)} label sets)"
-            )
-        if self.step_ms <= 0:
-            raise ValueError(f"step_ms must be > 0 (got {self.step_ms})")
-
-    @property
-    def n_series(self) -> int:
-        return int(self.values.shape[0])
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.values.shape[1])
-
-    @property
-    def end_ms(self) -> int:
-        """Timestamp of the last column (the step the forecast starts after)."""
-        return self.start_ms + (self.n_steps - 1) * self.step_ms
-
-    @property
-    def start_s(self) -> float:
-        return self.start_ms / 1000.0
-
-    @property
-    def step_s(self) -> float:
-        return self.step_ms / 1000.0
-
-    def timestamps_ms(self) -> npt.NDArray[np.int64]:
-        """The grid's timestamps, one per column."""
-        return self.start_ms + self.step_ms * np.arange(self.n_steps, dtype=np.int64)
-
-    def horizon_timestamps_ms(self, horizon_steps: int) -> npt.NDArray[np.int64]:
-        """Timestamps of the ``horizon_steps`` steps a forecast covers."""
-        return self.end_ms + self.step_ms * np.arange(1, horizon_steps + 1, dtype=np.int64)
 
 
 @runtime_checkable

@@ -31,8 +31,9 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.forecast.base import POINT_QUANTILES, GridBatch
-from tsf_adapter.series import stale_mask
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import stale_mask
+from tsf_adapter.forecast.base import POINT_QUANTILES
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

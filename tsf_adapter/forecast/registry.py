@@ -8,7 +8,7 @@ when one is actually built, which keeps ``import tsf_adapter.forecast`` light.
 The backtest and the daemon differ only in what they put into the options:
 the backtest leaves ``input_steps``/``horizon_steps`` to be derived from the
 window it hands over at each origin, the daemon sets them from its own rule
-(:func:`tsf_adapter.forecast.models.input_steps`) and adds a training clock
+(:func:`tsf_adapter.pipeline.models.input_steps`) and adds a training clock
 it can stop and the training scope. The classes behind the names are the same.
 
 >>> m = create_model("predict_linear", ModelOptions(history_s=3600, horizon_s=600, step_s=60))
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tsf_adapter.errors import ConfigError
+from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.baselines import HoltWinters, LastValue, PredictLinear, SeasonalNaive
 
@@ -48,7 +48,7 @@ class ModelOptions:
     # One network per series, or one shared by all series of a target.
     scope: Literal["per_series", "global"] = "per_series"
     # Input and output window of a neural model in grid steps; None derives them from the history
-    # and horizon as the backtest hands them over (see ``tsf_adapter.forecast.neural``).
+    # and horizon as the backtest hands them over (see ``tsf_adapter.forecast.neural.model``).
     input_steps: int | None = None
     horizon_steps: int | None = None
     # Training settings to change by name, as (TrainConfig field, value) pairs, "features.NAME" for a
@@ -95,10 +95,10 @@ def register_model(name: str, spec: ModelSpec) -> None:
 
 
 def _neural(name: str) -> ModelSpec:
-    """Built by :mod:`tsf_adapter.forecast.neural`, imported only now because it imports torch."""
+    """Built by :mod:`tsf_adapter.forecast.neural.model`, imported only now because it imports torch."""
 
     def build(options: ModelOptions) -> Forecaster:
-        from tsf_adapter.forecast.neural import build_neural
+        from tsf_adapter.forecast.neural.model import build_neural
 
         return build_neural(name, options)
 

@@ -10,7 +10,7 @@ Snappy is the *block* format (the framed format is what Prometheus rejects as
 uvarint, so size limits are checked before anything is decompressed.
 
 The receiver's hot path does not go through ``decode_write_request``: see
-``tsf_adapter.ingest`` for the cached, bytes-keyed path. This module is the
+``tsf_adapter.remote.ingest`` for the cached, bytes-keyed path. This module is the
 reference decoder (tests, tools) and the encoder used by the sender.
 """
 
@@ -25,9 +25,9 @@ import snappy
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from tsf_adapter._pb import remote_pb2, write_v2_pb2
-from tsf_adapter.config import RW1_MESSAGE, RW2_MESSAGE
-from tsf_adapter.errors import DecodeError
-from tsf_adapter.series import Labels, SeriesSamples, make_labels
+from tsf_adapter.core.errors import DecodeError
+from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
+from tsf_adapter.core.series import Labels, SeriesSamples, make_labels
 
 RW1_VERSION: Final = "0.1.0"
 RW2_VERSION: Final = "2.0.0"

@@ -26,19 +26,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from tsf_adapter.config import RW1_MESSAGE, QueueConfig
-from tsf_adapter.errors import RecoverableError, TsfAdapterError, WriteRejected
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tsf_adapter.config.config import QueueConfig
+from tsf_adapter.core.clock import Clock, SystemClock
+from tsf_adapter.core.errors import RecoverableError, TsfAdapterError, WriteRejected
+from tsf_adapter.core.protocol import RW1_MESSAGE
+from tsf_adapter.core.series import SeriesSamples
 from tsf_adapter.remote.codec import encode_write_request
 from tsf_adapter.remote.write_client import WriteClient
-from tsf_adapter.series import SeriesSamples
 
 logger = logging.getLogger("tsf_adapter.remote.write")
 
@@ -49,29 +53,6 @@ JITTER: Final = 0.2
 DROP_SHUTDOWN: Final = "shutdown"
 DROP_INVALID: Final = "invalid"
 DROP_ERROR: Final = "error"
-
-
-class Clock(Protocol):
-    """Time as the queue sees it: ``monotonic`` for deadlines, ``time`` for timestamps."""
-
-    def monotonic(self) -> float: ...
-
-    def time(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def time(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 @dataclass(slots=True)
@@ -329,3 +310,44 @@ class WriteQueue:
         self._count_drop(samples, reason)
         what = f"{samples} samples" if series is None else f"{samples} samples in {series} series"
         logger.error("dropping %s (%s): %s", what, reason, detail)
+
+
+class QueueCollector(Collector):
+    """Exposes a write queue's ``QueueStats`` at scrape time."""
+
+    def __init__(self, stats: QueueStats, remote_name: str, url: str) -> None:
+        self.stats = stats
+        self.labels = {"remote_name": remote_name, "url": url}
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        names, values = list(self.labels), list(self.labels.values())
+        prefix = "tsf_adapter_remote_write"
+        sent = CounterMetricFamily(f"{prefix}_samples_sent", "Samples written to the remote.", labels=names)
+        sent.add_metric(values, self.stats.samples_sent)
+        yield sent
+        dropped = CounterMetricFamily(
+            f"{prefix}_samples_dropped", "Samples given up on, by reason.", labels=[*names, "reason"]
+        )
+        for reason, count in sorted(self.stats.samples_dropped.items()):
+            dropped.add_metric([*values, reason], count)
+        yield dropped
+        retries = CounterMetricFamily(
+            f"{prefix}_retries", "Batches retried after a recoverable error.", labels=names
+        )
+        retries.add_metric(values, self.stats.retries)
+        yield retries
+        batches = CounterMetricFamily(
+            f"{prefix}_batches_sent", "Requests written successfully.", labels=names
+        )
+        batches.add_metric(values, self.stats.batches_sent)
+        yield batches
+        length = GaugeMetricFamily(f"{prefix}_queue_length", "Samples queued or in flight.", labels=names)
+        length.add_metric(values, self.stats.queue_length)
+        yield length
+        last = GaugeMetricFamily(
+            f"{prefix}_last_success_timestamp_seconds",
+            "Unix time of the last successful write.",
+            labels=names,
+        )
+        last.add_metric(values, self.stats.last_success_timestamp)
+        yield last

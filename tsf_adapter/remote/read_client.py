@@ -38,8 +38,10 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config import RemoteReadConfig
-from tsf_adapter.errors import DecodeError, RecoverableError, RemoteError, UnsupportedEncodingError
+from tsf_adapter.config.config import RemoteReadConfig
+from tsf_adapter.core.errors import DecodeError, RecoverableError, RemoteError, UnsupportedEncodingError
+from tsf_adapter.core.selector import Selector
+from tsf_adapter.core.series import Labels, SeriesSamples
 from tsf_adapter.remote.http import auth_headers, server_hostname, ssl_context
 from tsf_adapter.remote.read_codec import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -52,8 +54,6 @@ from tsf_adapter.remote.read_codec import (
     encode_read_request,
     merge_samples,
 )
-from tsf_adapter.selector import Selector
-from tsf_adapter.series import Labels, SeriesSamples
 
 logger = logging.getLogger("tsf_adapter.remote.read")
 

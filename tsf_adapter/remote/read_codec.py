@@ -36,11 +36,11 @@ import snappy
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from tsf_adapter._pb import remote_pb2, types_pb2
-from tsf_adapter.errors import DecodeError, UnsupportedEncodingError
+from tsf_adapter.core.errors import DecodeError, UnsupportedEncodingError
+from tsf_adapter.core.selector import Matcher, MatchOp
+from tsf_adapter.core.series import Labels, SeriesSamples, make_labels
 from tsf_adapter.remote.codec import uvarint
 from tsf_adapter.remote.xor import decode_xor_chunk
-from tsf_adapter.selector import Matcher, MatchOp
-from tsf_adapter.series import Labels, SeriesSamples, make_labels
 
 SAMPLES_CONTENT_TYPE: Final = "application/x-protobuf"
 STREAMED_CONTENT_TYPE: Final = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"

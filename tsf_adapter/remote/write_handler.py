@@ -30,10 +30,13 @@ from concurrent.futures import Executor
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from tsf_adapter.config import RW2_MESSAGE, ServerConfig
-from tsf_adapter.errors import DecodeError
-from tsf_adapter.ingest import Ingester, IngestResult
-from tsf_adapter.metrics import (
+from tsf_adapter.config.config import ServerConfig
+from tsf_adapter.core.errors import DecodeError
+from tsf_adapter.core.lifecycle import Readiness
+from tsf_adapter.core.protocol import RW2_MESSAGE
+from tsf_adapter.remote.codec import PayloadTooLarge, decompress, parse_content_type
+from tsf_adapter.remote.ingest import Ingester, IngestResult
+from tsf_adapter.remote.receive_metrics import (
     DROP_HISTOGRAM,
     DROP_UNSELECTED,
     REJECT_INTERNAL,
@@ -45,7 +48,6 @@ from tsf_adapter.metrics import (
     REJECT_UNSUPPORTED,
     ReceiverMetrics,
 )
-from tsf_adapter.remote.codec import PayloadTooLarge, decompress, parse_content_type
 
 logger = logging.getLogger("tsf_adapter.remote.receive")
 
@@ -56,23 +58,15 @@ HISTOGRAMS_WRITTEN = "X-Prometheus-Remote-Write-Histograms-Written"
 EXEMPLARS_WRITTEN = "X-Prometheus-Remote-Write-Exemplars-Written"
 
 
-class ReceiverState:
-    """What the handlers need to know about the process: started, and not stopping."""
-
-    def __init__(self, *, ready: bool = True) -> None:
-        self.ready = ready
-        self.stopping = False
-
-
 def make_write_handler(
     ingester: Ingester,
     limits: ServerConfig,
     metrics: ReceiverMetrics,
     executor: Executor,
-    state: ReceiverState | None = None,
+    state: Readiness | None = None,
 ) -> Handler:
     """Build the aiohttp handler for ``POST /api/v1/write``."""
-    state = state or ReceiverState()
+    state = state or Readiness()
     inflight = 0
 
     def decode_and_store(body: bytes, message: str) -> IngestResult:

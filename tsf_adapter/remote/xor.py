@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.errors import DecodeError
+from tsf_adapter.core.errors import DecodeError
 
 MAX_SAMPLES = 0xFFFF
 """The 2-byte header caps a chunk at 65,535 samples (Prometheus cuts at 120)."""

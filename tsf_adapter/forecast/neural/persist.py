@@ -34,8 +34,8 @@ from typing import Any, Final
 import torch
 
 from tsf_adapter import __version__
-from tsf_adapter.forecast.trainer import ModelState
-from tsf_adapter.series import Labels
+from tsf_adapter.core.series import Labels
+from tsf_adapter.forecast.neural.trainer import ModelState
 
 logger = logging.getLogger("tsf_adapter.forecast.persist")
 

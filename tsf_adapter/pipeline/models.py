@@ -26,14 +26,14 @@ from collections.abc import Callable, Iterable, Sequence
 from statistics import median
 from typing import TYPE_CHECKING, Final
 
-from tsf_adapter.config import ModelConfig, TargetConfig
+from tsf_adapter.config.config import ModelConfig, TargetConfig
+from tsf_adapter.core.series import Labels
 from tsf_adapter.forecast import registry
 from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.registry import ModelOptions, create_model
-from tsf_adapter.series import Labels
 
 if TYPE_CHECKING:
-    from tsf_adapter.forecast.persist import SavedModel
+    from tsf_adapter.forecast.neural.persist import SavedModel
 
 MIN_INPUT_STEPS: Final = 24
 MAX_INPUT_STEPS: Final = 288
@@ -48,7 +48,7 @@ def is_neural(model_cfg: ModelConfig) -> bool:
 def input_steps(target: TargetConfig) -> int:
     """The input window in steps for ``target`` (rule in the module docstring).
 
-    >>> from tsf_adapter.config import decode_section
+    >>> from tsf_adapter.config.config import decode_section
     >>> input_steps(decode_section(TargetConfig, {"name": "d", "selector": "disk"}))  # 1m step, 6h, 2d
     288
     """
@@ -101,8 +101,8 @@ def make_forecaster(
 
 def model_config_hash(target: TargetConfig) -> str:
     """What a saved model must match to be reused: everything that shapes a network or its grid."""
-    from tsf_adapter.forecast.neural import KINDS, train_config
-    from tsf_adapter.forecast.persist import config_hash
+    from tsf_adapter.forecast.neural.model import KINDS, train_config
+    from tsf_adapter.forecast.neural.persist import config_hash
 
     kind = target.model.kind
     options = model_options(target)
@@ -124,7 +124,7 @@ def model_config_hash(target: TargetConfig) -> str:
 
 def serving_models(forecaster: Forecaster, labels: Sequence[Labels]) -> list[str]:
     """Per series, the architecture that forecasts it: ``auto``'s choice, else the model's name."""
-    from tsf_adapter.forecast.neural import AutoModel
+    from tsf_adapter.forecast.neural.model import AutoModel
 
     if not isinstance(forecaster, AutoModel):
         return [forecaster.name] * len(labels)
@@ -134,9 +134,9 @@ def serving_models(forecaster: Forecaster, labels: Sequence[Labels]) -> list[str
 
 def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms: int) -> SavedModel | None:
     """A trained forecaster as a :class:`SavedModel`, or None when there is nothing to save."""
-    from tsf_adapter.forecast.neural import AutoModel
-    from tsf_adapter.forecast.persist import Choice, ModelMeta, SavedModel
-    from tsf_adapter.forecast.trainer import NeuralForecaster
+    from tsf_adapter.forecast.neural.model import AutoModel
+    from tsf_adapter.forecast.neural.persist import Choice, ModelMeta, SavedModel
+    from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 
     choices: tuple[Choice, ...] = ()
     if isinstance(forecaster, AutoModel):
@@ -172,8 +172,8 @@ def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms
 
 def restore(forecaster: Forecaster, saved: SavedModel) -> bool:
     """Put saved weights (and ``auto``'s choices) into a fresh forecaster; False when they do not fit."""
-    from tsf_adapter.forecast.neural import AutoModel
-    from tsf_adapter.forecast.trainer import NeuralForecaster
+    from tsf_adapter.forecast.neural.model import AutoModel
+    from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 
     if isinstance(forecaster, AutoModel):
         names = [m.name for m in forecaster.candidates]

@@ -27,7 +27,7 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.errors import InputError
+from tsf_adapter.core.errors import InputError
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

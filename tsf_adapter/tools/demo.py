@@ -2,20 +2,20 @@
 
 What runs, all in this process and over real HTTP:
 
-1. a simulated cluster (:mod:`tsf_adapter.simulate`): users' storage at 85-95% of their quotas,
+1. a simulated cluster (:mod:`tsf_adapter.tools.simulate`): users' storage at 85-95% of their quotas,
    a day/night rhythm, write bursts that are deleted again, and runaway jobs that fill a quota;
    a week of history is generated up front;
-2. the daemon (:class:`~tsf_adapter.daemon.Daemon`), unchanged, with a config built here: one
+2. the daemon (:class:`~tsf_adapter.server.daemon.Daemon`), unchanged, with a config built here: one
    target, ``storage_used_bytes`` per user and storage type, its threshold joined on
    ``storage_quota_bytes``, output served at ``/forecasts``;
-3. the feed (:mod:`tsf_adapter.demo_feed`): the past served by a small remote-read endpoint that
+3. the feed (:mod:`tsf_adapter.tools.demo_feed`): the past served by a small remote-read endpoint that
    the daemon's backfill reads, then live samples sent to the daemon's receiver by remote-write;
 4. the terminal: a banner with the URLs, then a status line every ``status_every`` seconds, read
-   back from ``/forecasts`` and ``/metrics`` (:mod:`tsf_adapter.demo_status`), and a line for
+   back from ``/forecasts`` and ``/metrics`` (:mod:`tsf_adapter.tools.demo_status`), and a line for
    every quota the simulation fills, saying whether the forecasts warned and how far ahead.
 
 Simulated time runs ``speed`` times faster than the wall clock for ``catch_up`` seconds (it starts
-that much behind), then at the wall clock's pace; see :class:`~tsf_adapter.demo_feed.SimClock`.
+that much behind), then at the wall clock's pace; see :class:`~tsf_adapter.tools.demo_feed.SimClock`.
 The daemon's log goes to ``demo.log`` in the state directory; warnings also go to stderr.
 """
 
@@ -41,11 +41,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from tsf_adapter.cli import split_host_port
-from tsf_adapter.config import Config, config_from_dict
-from tsf_adapter.daemon import Daemon
-from tsf_adapter.demo_feed import DemoCluster, LiveFeed, SimClock, make_cluster, make_history_app
-from tsf_adapter.demo_status import (
+from tsf_adapter.config.config import Config, config_from_dict
+from tsf_adapter.core.address import split_host_port
+from tsf_adapter.server.daemon import Daemon
+from tsf_adapter.tools.demo_feed import DemoCluster, LiveFeed, SimClock, make_cluster, make_history_app
+from tsf_adapter.tools.demo_status import (
     WarningTracker,
     at_threshold,
     format_eta,
@@ -54,7 +54,7 @@ from tsf_adapter.demo_status import (
     series_name,
     soonest,
 )
-from tsf_adapter.simulate import QUOTA_METRIC, USED_METRIC
+from tsf_adapter.tools.simulate import QUOTA_METRIC, USED_METRIC
 
 logger = logging.getLogger("tsf_adapter.demo")
 

@@ -9,7 +9,7 @@ sample stamped ``T``. For an input series ``m{labels}``:
 * ``m:forecast_threshold_seconds{labels, quantile="0.9"}`` (with a threshold): seconds from ``T``
   until that quantile first reaches the threshold within the longest horizon, ``+Inf`` if it does not;
 * ``m:forecast_error{labels, horizon="6h"}``: the rolling mean absolute error of this daemon's past
-  median forecasts (see ``tsf_adapter.forecast_error``), once one has matured;
+  median forecasts (see ``tsf_adapter.pipeline.forecast_error``), once one has matured;
 * ``m:forecast_model_info{labels, model="lstm", scope="per_series"}`` = 1;
 * with ``output.future_timestamps``, ``m:forecast_path{labels, quantile="0.9"}``: the whole path
   at its own future timestamps, for stores that accept them (VictoriaMetrics, up to 2 days ahead).
@@ -43,10 +43,10 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config import TargetConfig
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.series import METRIC_NAME_LABEL, STALE_NAN, Labels, SeriesSamples
-from tsf_adapter.units import format_duration
+from tsf_adapter.config.config import TargetConfig
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import METRIC_NAME_LABEL, STALE_NAN, Labels, SeriesSamples
+from tsf_adapter.core.units import format_duration
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -313,7 +313,7 @@ def _escape(value: str) -> str:
 class ForecastOutputBuilder:
     """Builds the ``ForecastOutput`` of one target at each forecast, caching per-series labels.
 
-    >>> from tsf_adapter.config import decode_section
+    >>> from tsf_adapter.config.config import decode_section
     >>> cfg = decode_section(TargetConfig, {"name": "d", "selector": "disk", "horizons": ["1m"]})
     >>> batch = GridBatch("d", ((("__name__", "disk"),),), np.array([[5.0, 6.0]]), 60_000, 60_000)
     >>> out = ForecastOutputBuilder(cfg).build(batch, np.array([[[6.5], [7.0], [7.5]]]), now_ms=130_000)

@@ -22,9 +22,15 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tsf_adapter.output import MODEL_INFO_SUFFIX, MODEL_LABEL, QUANTILE_LABEL, SCOPE_LABEL, THRESHOLD_SUFFIX
-from tsf_adapter.series import Labels
-from tsf_adapter.units import format_duration
+from tsf_adapter.core.series import Labels
+from tsf_adapter.core.units import format_duration
+from tsf_adapter.pipeline.output import (
+    MODEL_INFO_SUFFIX,
+    MODEL_LABEL,
+    QUANTILE_LABEL,
+    SCOPE_LABEL,
+    THRESHOLD_SUFFIX,
+)
 
 WARN_QUANTILE = "0.9"
 MEDIAN_QUANTILE = "0.5"

@@ -39,11 +39,22 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from tsf_adapter.errors import TrainingError
-from tsf_adapter.forecast.calibration import apply_scales, quantile_scales
-from tsf_adapter.forecast.features import FeatureConfig, WindowBatch, WindowSource, window_origins
-from tsf_adapter.forecast.nets import ForecastNet, NetConfig, NetKind, pinball_loss, reset_parameters
-from tsf_adapter.series import Labels
+from tsf_adapter.core.errors import TrainingError
+from tsf_adapter.core.series import Labels
+from tsf_adapter.forecast.neural.calibration import apply_scales, quantile_scales
+from tsf_adapter.forecast.neural.features import (
+    FeatureConfig,
+    WindowBatch,
+    WindowSource,
+    window_origins,
+)
+from tsf_adapter.forecast.neural.nets import (
+    ForecastNet,
+    NetConfig,
+    NetKind,
+    pinball_loss,
+    reset_parameters,
+)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")

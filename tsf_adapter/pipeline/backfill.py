@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tsf_adapter.ingest import Ingester
+from tsf_adapter.core.selector import Selector
+from tsf_adapter.core.series import SeriesSamples
+from tsf_adapter.remote.ingest import Ingester
 from tsf_adapter.remote.read_client import RemoteReadClient
-from tsf_adapter.selector import Selector
-from tsf_adapter.series import SeriesSamples
-from tsf_adapter.store import Store, TargetSpec
+from tsf_adapter.store.store import Store, TargetSpec
 
 logger = logging.getLogger("tsf_adapter.backfill")
 

@@ -1,7 +1,7 @@
 """In-memory series store: received samples on each target's regular time grid.
 
 The receiver registers series (``series_ref``) and appends samples in bulk
-(``append``); the store implements ``tsf_adapter.ingest.SampleSink``. Each
+(``append``); the store implements ``tsf_adapter.remote.ingest.SampleSink``. Each
 forecasting target (``TargetSpec``) keeps its series on a grid of its ``step``,
 and the training/forecasting side reads one ``GridBatch`` per target.
 
@@ -42,10 +42,10 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.errors import ConfigError
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.selector import Selector
-from tsf_adapter.series import Labels, stale_mask
+from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.selector import Selector
+from tsf_adapter.core.series import Labels, stale_mask
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -401,7 +401,7 @@ class _Routes:
 class Store:
     """Every target's grid behind one ``SampleSink``.
 
-    >>> from tsf_adapter.selector import MatchOp, Matcher, Selector
+    >>> from tsf_adapter.core.selector import MatchOp, Matcher, Selector
     >>> sel = Selector((Matcher("__name__", MatchOp.EQ, "up"),))
     >>> store = Store([TargetSpec(name="up", selector=sel)])
     >>> ref = store.series_ref((("__name__", "up"), ("job", "a")))

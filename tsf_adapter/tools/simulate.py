@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.csvio import write_series_csv
-from tsf_adapter.series import Labels, make_labels
+from tsf_adapter.core.series import Labels, make_labels
+from tsf_adapter.tools.csvio import write_series_csv
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

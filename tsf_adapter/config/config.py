@@ -43,14 +43,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from tsf_adapter.errors import ConfigError, SelectorError
-from tsf_adapter.selector import Selector, parse_selector
-from tsf_adapter.series import LABEL_NAME_RE, METRIC_NAME_LABEL
-from tsf_adapter.store import Aggregation, AggregationOp, TargetSpec
-from tsf_adapter.units import format_duration, format_size, parse_duration, parse_size
-
-RW1_MESSAGE: Final = "prometheus.WriteRequest"
-RW2_MESSAGE: Final = "io.prometheus.write.v2.Request"
+from tsf_adapter.core.address import split_host_port
+from tsf_adapter.core.errors import ConfigError, SelectorError
+from tsf_adapter.core.protocol import RW1_MESSAGE
+from tsf_adapter.core.selector import Selector, parse_selector
+from tsf_adapter.core.series import LABEL_NAME_RE, METRIC_NAME_LABEL
+from tsf_adapter.core.units import format_duration, format_size, parse_duration, parse_size
+from tsf_adapter.store.store import Aggregation, AggregationOp, TargetSpec
 
 
 class Check(Enum):
@@ -821,9 +820,8 @@ def _is_http_url(url: str) -> bool:
 
 
 def _is_host_port(address: str) -> bool:
-    host, sep, port = address.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+    try:
+        split_host_port(address)
+    except ValueError:
         return False
-    if host.startswith("["):  # IPv6 goes in brackets, as in Go and Prometheus
-        return host.endswith("]") and len(host) > 2
-    return ":" not in host
+    return True

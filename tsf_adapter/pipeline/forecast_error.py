@@ -37,8 +37,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.series import Labels
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import Labels
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -18,11 +18,11 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from tsf_adapter._pb import receive_pb2, types_pb2, write_v2_pb2
-from tsf_adapter.config import RW1_MESSAGE, RW2_MESSAGE
-from tsf_adapter.errors import DecodeError
+from tsf_adapter.core.errors import DecodeError
+from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
+from tsf_adapter.core.selector import Selector
+from tsf_adapter.core.series import Labels
 from tsf_adapter.remote.codec import resolve_refs, uvarint, validate_labels
-from tsf_adapter.selector import Selector
-from tsf_adapter.series import Labels
 
 
 class SampleSink(Protocol):
@@ -83,9 +83,9 @@ class Ingester:
     ...     def series_ref(self, labels): return 0
     ...     def append(self, refs, timestamps, values): print(values.tolist())
     >>> from tsf_adapter.remote.codec import encode_write_request, decompress
-    >>> from tsf_adapter.series import SeriesSamples, make_labels
+    >>> from tsf_adapter.core.series import SeriesSamples, make_labels
     >>> body = encode_write_request([SeriesSamples(make_labels({"__name__": "up"}), [1], [1.0])])
-    >>> from tsf_adapter.selector import MatchOp, Matcher, Selector
+    >>> from tsf_adapter.core.selector import MatchOp, Matcher, Selector
     >>> up = Selector((Matcher("__name__", MatchOp.EQ, "up"),))
     >>> Ingester(Sink(), [up]).ingest(decompress(body, 1 << 20)).samples
     [1.0]

@@ -19,16 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from tsf_adapter.config import Config
-from tsf_adapter.health import add_health_routes
-from tsf_adapter.ingest import Ingester, SampleSink
-from tsf_adapter.metrics import ReceiverMetrics
-from tsf_adapter.remote.write_handler import ReceiverState, make_write_handler
-from tsf_adapter.selector import Selector
+from tsf_adapter.config.config import Config
+from tsf_adapter.core.lifecycle import Readiness
+from tsf_adapter.core.selector import Selector
+from tsf_adapter.remote.ingest import Ingester, SampleSink
+from tsf_adapter.remote.receive_metrics import ReceiverMetrics
+from tsf_adapter.remote.write_handler import make_write_handler
+from tsf_adapter.server.health import add_health_routes
 
 CONFIG = web.AppKey("config", Config)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
-STATE = web.AppKey("state", ReceiverState)
+STATE = web.AppKey("state", Readiness)
 INGESTER = web.AppKey("ingester", Ingester)
 RECEIVER_METRICS = web.AppKey("receiver_metrics", ReceiverMetrics)
 # The one thread that owns the Ingester and the store: whoever else touches the store runs there.
@@ -41,7 +42,7 @@ def build_app(
     *,
     selectors: Sequence[Selector] | None = None,
     registry: CollectorRegistry | None = None,
-    state: ReceiverState | None = None,
+    state: Readiness | None = None,
 ) -> web.Application:
     """The receiver application; ``selectors`` default to ``config.ingest.selectors``."""
     # The handler owns Content-Encoding (snappy, else 415). Left on, aiohttp would
@@ -50,7 +51,7 @@ def build_app(
         client_max_size=config.server.max_compressed_bytes, handler_args={"auto_decompress": False}
     )
     registry = registry if registry is not None else CollectorRegistry()
-    state = state if state is not None else ReceiverState()
+    state = state if state is not None else Readiness()
     metrics = ReceiverMetrics(registry)
     ingester = Ingester(sink, selectors if selectors is not None else config.ingest.selectors)
     # One thread: decoding holds the GIL anyway, and the Ingester and store stay single-writer.

@@ -38,10 +38,13 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.csvio import ForecastRows, ForecastWriter, InputSeries, iter_inputs
-from tsf_adapter.errors import ConfigError, InputError, TrainingError
+from tsf_adapter.core.errors import ConfigError, InputError, TrainingError
+from tsf_adapter.core.grid import GridBatch, grid_values
+from tsf_adapter.core.selector import Selector, parse_selector
+from tsf_adapter.core.series import Labels, format_labels, make_labels
+from tsf_adapter.core.units import parse_duration
 from tsf_adapter.forecast import metrics
-from tsf_adapter.forecast.base import Forecaster, GridBatch, check_forecast
+from tsf_adapter.forecast.base import Forecaster, check_forecast
 from tsf_adapter.forecast.registry import (
     DEFAULT_QUANTILES,
     ModelOptions,
@@ -49,9 +52,7 @@ from tsf_adapter.forecast.registry import (
     create_model,
     model_window_s,
 )
-from tsf_adapter.selector import Selector, parse_selector
-from tsf_adapter.series import Labels, format_labels, make_labels
-from tsf_adapter.units import parse_duration
+from tsf_adapter.tools.csvio import ForecastRows, ForecastWriter, InputSeries, iter_inputs
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -133,23 +134,6 @@ def median_step_ms(timestamps_ms: IntArray) -> int:
     if len(timestamps_ms) < 2:
         return 1000
     return max(1000, round(float(np.median(np.diff(timestamps_ms))) / 1000) * 1000)
-
-
-def grid_values(
-    timestamps_ms: IntArray, values: FloatArray, cutoff_ms: int, first_ms: int, n_steps: int, step_ms: int
-) -> FloatArray:
-    """Grid steps ``first_ms + j * step_ms``, each the last sample in its step; samples ``<= cutoff`` only.
-
-    >>> grid_values(np.array([10, 20, 30, 50]), np.array([1.0, 2.0, 3.0, 5.0]), 45, 20, 3, 10).tolist()
-    [2.0, 3.0, nan]
-    """
-    visible = int(np.searchsorted(timestamps_ms, cutoff_ms, side="right"))
-    ts = timestamps_ms[:visible]
-    cols = first_ms + step_ms * np.arange(n_steps, dtype=np.int64)
-    idx = np.searchsorted(ts, cols, side="right") - 1
-    safe = np.clip(idx, 0, None)
-    ok = (idx >= 0) & (ts[safe] > cols - step_ms) if visible else np.zeros(n_steps, dtype=bool)
-    return np.where(ok, values[:visible][safe] if visible else np.nan, np.nan)
 
 
 def at_samples(grid_ts_ms: IntArray, forecast: FloatArray, sample_ts_ms: IntArray) -> FloatArray:
@@ -444,7 +428,7 @@ async def read_prometheus(
     (and any NaN) are gaps, so they are dropped here."""
     import aiohttp
 
-    from tsf_adapter.config import RemoteReadConfig
+    from tsf_adapter.config.config import RemoteReadConfig
     from tsf_adapter.remote.read_client import RemoteReadClient
 
     async with aiohttp.ClientSession() as session:

@@ -8,7 +8,7 @@ reverse, as aiohttp's ``cleanup_ctx`` does, also when a later step fails):
 3. the HTTP server: probes, ``/metrics``, ``/forecasts`` (exposition) and the receiver, which
    answers 503 to writes until ready, so Prometheus keeps and resends them after the backfill;
 4. saved models loaded, every target's history backfilled by remote-read, then **ready**;
-5. one runner per target (see :mod:`tsf_adapter.scheduler`).
+5. one runner per target (see :mod:`tsf_adapter.pipeline.scheduler`).
 
 SIGTERM / SIGINT: not ready and writes answered 503 at once; runners stop (a running
 training ends early and saves its model); the write queue flushes within
@@ -39,22 +39,23 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from tsf_adapter.app import INGEST_EXECUTOR, INGESTER, build_app
-from tsf_adapter.backfill import install, read_history
-from tsf_adapter.cli import split_host_port
-from tsf_adapter.config import Config, TargetConfig, load_config
-from tsf_adapter.errors import ConfigError
-from tsf_adapter.forecast.models import is_neural
-from tsf_adapter.metrics import DaemonMetrics, QueueCollector
-from tsf_adapter.output import ForecastOutput, StalenessTracker, render_exposition
-from tsf_adapter.remote.queue import Clock, SystemClock, WriteQueue
+from tsf_adapter.config.config import Config, TargetConfig, load_config
+from tsf_adapter.core.address import split_host_port
+from tsf_adapter.core.clock import Clock, SystemClock
+from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.core.lifecycle import Readiness
+from tsf_adapter.core.selector import Selector
+from tsf_adapter.core.series import STALE_NAN, SeriesSamples
+from tsf_adapter.pipeline.backfill import install, read_history
+from tsf_adapter.pipeline.metrics import DaemonMetrics
+from tsf_adapter.pipeline.models import is_neural
+from tsf_adapter.pipeline.output import ForecastOutput, StalenessTracker, render_exposition
+from tsf_adapter.pipeline.scheduler import RunnerDeps, Scheduler, Workers
+from tsf_adapter.remote.queue import QueueCollector, WriteQueue
 from tsf_adapter.remote.read_client import RemoteReadClient
 from tsf_adapter.remote.write_client import RemoteWriteClient
-from tsf_adapter.remote.write_handler import ReceiverState
-from tsf_adapter.scheduler import RunnerDeps, Scheduler, Workers
-from tsf_adapter.selector import Selector
-from tsf_adapter.series import STALE_NAN, SeriesSamples
-from tsf_adapter.store import Store, TargetSpec
+from tsf_adapter.server.app import INGEST_EXECUTOR, INGESTER, build_app
+from tsf_adapter.store.store import Store, TargetSpec
 
 logger = logging.getLogger("tsf_adapter.daemon")
 
@@ -120,7 +121,7 @@ class Daemon:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._stop = asyncio.Event()
         self.store = Store([])
-        self.state = ReceiverState(ready=False)
+        self.state = Readiness(ready=False)
         self.registry = CollectorRegistry()
         self.metrics = DaemonMetrics(self.registry)
         self.latest: dict[str, ForecastOutput] = {}

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final, NoReturn
 
-from tsf_adapter.errors import SelectorError
-from tsf_adapter.series import METRIC_NAME_LABEL, Labels
+from tsf_adapter.core.errors import SelectorError
+from tsf_adapter.core.series import METRIC_NAME_LABEL, Labels
 
 
 class MatchOp(IntEnum):

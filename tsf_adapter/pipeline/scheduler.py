@@ -60,11 +60,15 @@ from typing import Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config import TargetConfig
-from tsf_adapter.errors import TsfAdapterError
-from tsf_adapter.forecast.base import Forecaster, GridBatch
+from tsf_adapter.config.config import TargetConfig
+from tsf_adapter.core.clock import Clock, SystemClock
+from tsf_adapter.core.errors import TsfAdapterError
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.baselines import PredictLinear
-from tsf_adapter.forecast.models import (
+from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
+from tsf_adapter.pipeline.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, DaemonMetrics
+from tsf_adapter.pipeline.models import (
     is_neural,
     make_forecaster,
     model_config_hash,
@@ -72,11 +76,8 @@ from tsf_adapter.forecast.models import (
     serving_models,
     snapshot,
 )
-from tsf_adapter.forecast_error import ForecastErrorTracker
-from tsf_adapter.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, DaemonMetrics
-from tsf_adapter.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
-from tsf_adapter.remote.queue import Clock, SystemClock
-from tsf_adapter.store import Store
+from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
+from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.scheduler")
 
@@ -124,7 +125,7 @@ class TargetRunner:
     """Forecasts and trains one target on its schedule; see the module docstring.
 
     ``forecaster`` replaces the model the target's config names (tests use it to plug in
-    small fakes); by default it comes from :func:`~tsf_adapter.forecast.models.make_forecaster`.
+    small fakes); by default it comes from :func:`~tsf_adapter.pipeline.models.make_forecaster`.
     """
 
     def __init__(
@@ -183,7 +184,7 @@ class TargetRunner:
         """Load the saved model when it fits this target's settings (on any thread; logs why not)."""
         if self.model_path is None or not is_neural(self.target.model):
             return False
-        from tsf_adapter.forecast.persist import load_model
+        from tsf_adapter.forecast.neural.persist import load_model
 
         found = load_model(self.model_path, expected_hash=model_config_hash(self.target))
         if found is None:
@@ -294,7 +295,7 @@ class TargetRunner:
             )
         if self._abort.is_set() or self.model_path is None:
             return False
-        from tsf_adapter.forecast.persist import save_model
+        from tsf_adapter.forecast.neural.persist import save_model
 
         saved = snapshot(self.forecaster, self.target, batch.start_ms, batch.end_ms)
         if saved is None:

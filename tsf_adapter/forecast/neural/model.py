@@ -29,13 +29,13 @@ from typing import Any, ClassVar, get_args
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config import decode_section
-from tsf_adapter.errors import ConfigError
-from tsf_adapter.forecast.base import GridBatch
-from tsf_adapter.forecast.features import FeatureConfig
-from tsf_adapter.forecast.nets import NetKind
+from tsf_adapter.config.config import decode_section
+from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.forecast.neural.features import FeatureConfig
+from tsf_adapter.forecast.neural.nets import NetKind
+from tsf_adapter.forecast.neural.trainer import Clock, NeuralForecaster, TrainConfig
 from tsf_adapter.forecast.registry import ModelOptions
-from tsf_adapter.forecast.trainer import Clock, NeuralForecaster, TrainConfig
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -32,8 +32,10 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
-from tsf_adapter.config import QueueConfig, RemoteWriteConfig
-from tsf_adapter.errors import DecodeError
+from tsf_adapter.config.config import QueueConfig, RemoteWriteConfig
+from tsf_adapter.core.errors import DecodeError
+from tsf_adapter.core.selector import Selector
+from tsf_adapter.core.series import METRIC_NAME_LABEL, Labels, SeriesSamples
 from tsf_adapter.remote.queue import WriteQueue
 from tsf_adapter.remote.read_codec import (
     SAMPLES_CONTENT_TYPE,
@@ -43,9 +45,7 @@ from tsf_adapter.remote.read_codec import (
     encode_samples_response,
 )
 from tsf_adapter.remote.write_client import RemoteWriteClient
-from tsf_adapter.selector import Selector
-from tsf_adapter.series import METRIC_NAME_LABEL, Labels, SeriesSamples
-from tsf_adapter.simulate import DAY_S, QUOTA_METRIC, USED_METRIC, SimConfig, Simulation, simulate
+from tsf_adapter.tools.simulate import DAY_S, QUOTA_METRIC, USED_METRIC, SimConfig, Simulation, simulate
 
 logger = logging.getLogger("tsf_adapter.demo")
 

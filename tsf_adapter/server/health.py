@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tsf_adapter.remote.write_handler import ReceiverState
+from tsf_adapter.core.lifecycle import Readiness
 
 
-def add_health_routes(app: web.Application, state: ReceiverState) -> None:
+def add_health_routes(app: web.Application, state: Readiness) -> None:
     """Register the two probe endpoints on ``app``."""
 
     async def healthy(request: web.Request) -> web.Response:

@@ -1,0 +1,153 @@
+"""The daemon's own metrics, ``tsf_adapter_<subsystem>_<name>``.
+
+A registry is passed in, never the global one, so tests and several apps in
+one process keep their numbers apart (client_python's own tests do the same).
+Queue statistics are kept by the queue itself and read at scrape time by a
+collector, so the hot paths only touch plain integers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+NAMESPACE = "tsf_adapter"
+
+
+# Why a forecast or training cycle of a target did not happen (tsf_adapter_training_skipped_total).
+SKIP_OVERRUN = "overrun"  # the previous training of the target was still running
+# The architectures model kind auto chooses among (tsf_adapter.forecast.neural.model.KINDS, without torch).
+AUTO_CANDIDATES = ("lstm", "gru", "transformer")
+
+
+class DaemonMetrics:
+    """What the scheduler does, per target: series, durations, successes, failures, skips.
+
+    Failures are counted, never raised: one bad target must not stop the others, so these
+    counters (and the log line beside each) are how a broken target shows itself.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        target = ["target"]
+        # Training runs from seconds to most of retrain_every; forecasting from ms to seconds.
+        train_buckets = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600)
+        forecast_buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+        self.series = Gauge(
+            "target_series",
+            "Series in the target's latest forecast.",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.model_series = Gauge(
+            "target_model_series",
+            "Series of the target with a trained model of their own (the rest use a baseline).",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        # Only for model kind auto, one series per candidate: a target's kind shows in its metrics
+        # while m:forecast_model_info names the architecture that serves each series.
+        self.auto_series = Gauge(
+            "target_auto_series",
+            "Series of an auto target served by each candidate architecture (auto targets only).",
+            [*target, "model"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.train_duration = Histogram(
+            "train_duration_seconds",
+            "Wall time of one training of a target.",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=train_buckets,
+        )
+        self.forecast_duration = Histogram(
+            "forecast_duration_seconds",
+            "Wall time of one forecast of a target, from store read to queued output.",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=forecast_buckets,
+        )
+        self.forecast_last_success = Gauge(
+            "forecast_last_success_timestamp_seconds",
+            "Unix time of the target's last successful forecast.",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.train_last_success = Gauge(
+            "train_last_success_timestamp_seconds",
+            "Unix time of the target's last successful training.",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.forecast_errors = Counter(
+            "forecast_errors_total",
+            "Forecast cycles of a target that failed with an error (logged).",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.training_failures = Counter(
+            "training_failures_total",
+            "Trainings of a target that failed with an error (logged); its previous model is kept.",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.training_skipped = Counter(
+            "training_skipped_total",
+            "Training cycles not started, by reason (overrun: the previous one was still running).",
+            [*target, "reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.forecast_samples = Counter(
+            "forecast_samples_total",
+            "Forecast output samples produced (queued for remote-write or served at /forecasts).",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.backfill_samples = Counter(
+            "backfill_samples_total",
+            "Samples read by remote-read to backfill a target's history.",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
+    def add_target(self, name: str) -> None:
+        """Create a target's series at zero, so a dashboard sees 0 rather than nothing."""
+        for counter in (self.forecast_errors, self.training_failures, self.forecast_samples):
+            counter.labels(name)
+        self.training_skipped.labels(name, SKIP_OVERRUN)
+        self.backfill_samples.labels(name)
+
+    def remove_target(self, name: str) -> None:
+        """Forget a target that a reload removed, so its series stop being exported."""
+        for metric in (
+            self.series,
+            self.model_series,
+            self.train_duration,
+            self.forecast_duration,
+            self.forecast_last_success,
+            self.train_last_success,
+            self.forecast_errors,
+            self.training_failures,
+            self.forecast_samples,
+            self.backfill_samples,
+        ):
+            with contextlib.suppress(KeyError):
+                metric.remove(name)
+        with contextlib.suppress(KeyError):
+            self.training_skipped.remove(name, SKIP_OVERRUN)
+        for model in AUTO_CANDIDATES:
+            with contextlib.suppress(KeyError):
+                self.auto_series.remove(name, model)

@@ -1,0 +1,1 @@
+"""The process: the aiohttp application, its probes, the event loop choice and the daemon's lifecycle."""
