@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,7 @@ class FakeRemoteRead:
     sample_limit: int | None = None
     fail_status: int | None = None
     fail_body: str = "boom\nsecond line"
+    retry_after: str = "7"
     streamed_status: int | None = None
     hang: bool = False
     truncate: bool = False
@@ -86,7 +89,7 @@ class FakeRemoteRead:
                 await asyncio.Event().wait()
             if self.fail_status is not None:
                 return web.Response(
-                    status=self.fail_status, text=self.fail_body, headers={"Retry-After": "7"}
+                    status=self.fail_status, text=self.fail_body, headers={"Retry-After": self.retry_after}
                 )
             streamed = (
                 self.streamed and (types or [ResponseType.SAMPLES])[0] is ResponseType.STREAMED_XOR_CHUNKS
@@ -306,6 +309,16 @@ async def test_server_errors_are_recoverable(
         await _read(url)
     assert info.value.status == status and info.value.retry_after == 7.0
     assert str(info.value) == f"remote read: HTTP {status}: boom"
+
+
+async def test_retry_after_as_an_http_date_is_honoured(
+    serve: Callable[[FakeRemoteRead], Awaitable[str]],
+) -> None:
+    when = email.utils.formatdate(time.time() + 120, usegmt=True)
+    url = await serve(FakeRemoteRead(DATA, fail_status=503, retry_after=when))
+    with pytest.raises(RecoverableError) as info:
+        await _read(url)
+    assert info.value.retry_after is not None and 110 <= info.value.retry_after <= 121
 
 
 @pytest.mark.parametrize("status", [401, 404, 422])

@@ -24,14 +24,8 @@ from tests.prometheus import free_port
 from tsf_adapter.config.config import BasicAuth, QueueConfig, RemoteWriteConfig
 from tsf_adapter.core.errors import RecoverableError, WriteRejected
 from tsf_adapter.core.protocol import RW2_MESSAGE
-from tsf_adapter.remote.http import USER_AGENT
-from tsf_adapter.remote.write_client import (
-    MAX_REASON_CHARS,
-    SAMPLES_WRITTEN_HEADER,
-    RemoteWriteClient,
-    first_line,
-    parse_retry_after,
-)
+from tsf_adapter.remote.http import MAX_REASON_CHARS, USER_AGENT, first_line, parse_retry_after
+from tsf_adapter.remote.write_client import SAMPLES_WRITTEN_HEADER, RemoteWriteClient
 
 
 @dataclass

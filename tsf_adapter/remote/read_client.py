@@ -42,7 +42,7 @@ from tsf_adapter.config.config import RemoteReadConfig
 from tsf_adapter.core.errors import DecodeError, RecoverableError, RemoteError, UnsupportedEncodingError
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, SeriesSamples
-from tsf_adapter.remote.http import auth_headers, server_hostname, ssl_context
+from tsf_adapter.remote.http import auth_headers, response_reason, retry_after, server_hostname, ssl_context
 from tsf_adapter.remote.read_codec import (
     DEFAULT_MAX_FRAME_BYTES,
     SAMPLES_CONTENT_TYPE,
@@ -204,13 +204,13 @@ class RemoteReadClient:
                 server_hostname=server_hostname(self.cfg),
             ) as resp:
                 if resp.status != 200:
-                    reason = await _reason(resp)
+                    reason = await response_reason(resp)
                     if resp.status >= 500:
                         raise RecoverableError(
                             f"remote read: HTTP {resp.status}: {reason}",
                             url=url,
                             status=resp.status,
-                            retry_after=_retry_after(resp),
+                            retry_after=retry_after(resp, now=time.time()),
                         )
                     if resp.status == 400 and streamed_asked:
                         raise _StreamRefused(f"streamed request refused with 400: {reason}")
@@ -337,20 +337,3 @@ async def _maybe_in_thread(size: int, fn: Callable[..., _T], *args: object) -> _
     if size > EXECUTOR_THRESHOLD_BYTES:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
     return fn(*args)
-
-
-async def _reason(resp: aiohttp.ClientResponse) -> str:
-    """The server's error as one short line (Prometheus sends ``text/plain`` reasons)."""
-    try:
-        text = (await resp.text(errors="replace")).strip()
-    except (aiohttp.ClientError, TimeoutError):
-        text = ""
-    line = text.splitlines()[0] if text else (resp.reason or "")
-    return line.strip()[:256]
-
-
-def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    try:
-        return float(resp.headers.get("Retry-After", ""))
-    except ValueError:
-        return None

@@ -22,12 +22,9 @@ The client never retries; only ``remote/queue.py`` does.
 
 from __future__ import annotations
 
-import email.utils
-import math
 import ssl
 import time
 from collections.abc import Callable
-from datetime import UTC
 from typing import Final, Protocol
 
 import aiohttp
@@ -36,13 +33,9 @@ from tsf_adapter.config.config import RemoteWriteConfig
 from tsf_adapter.core.errors import RecoverableError, WriteRejected
 from tsf_adapter.core.protocol import RW2_MESSAGE
 from tsf_adapter.remote.codec import content_type, version_header
-from tsf_adapter.remote.http import auth_headers, server_hostname, ssl_context
+from tsf_adapter.remote.http import auth_headers, response_reason, retry_after, server_hostname, ssl_context
 
 SAMPLES_WRITTEN_HEADER: Final = "X-Prometheus-Remote-Write-Samples-Written"
-# Enough of a receiver's error text to explain a drop in one log line, not enough to flood it.
-MAX_REASON_CHARS: Final = 256
-# Bytes of an error body read at most: the reason is its first line, the rest is never needed.
-_MAX_ERROR_BODY: Final = 4096
 
 
 class WriteClient(Protocol):
@@ -66,47 +59,6 @@ def protocol_headers(message: str) -> dict[str, str]:
         "Content-Type": content_type(message),
         "X-Prometheus-Remote-Write-Version": version_header(message),
     }
-
-
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
-
-    ``now`` is the wall-clock time (Unix seconds) a date is measured from. A date
-    in the past gives 0; anything unparseable gives None (no hint), because a
-    bad header must not stop the normal backoff.
-
-    >>> parse_retry_after("120", now=0.0)
-    120.0
-    >>> parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", now=30.0)
-    30.0
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def first_line(body: bytes, limit: int = MAX_REASON_CHARS) -> str:
-    """The first non-empty line of a response body, decoded leniently and truncated.
-
-    >>> first_line(b"out of order sample\\nmore detail")
-    'out of order sample'
-    """
-    text = body.decode("utf-8", errors="replace").strip()
-    line = text.splitlines()[0].strip() if text else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class RemoteWriteClient:
@@ -193,12 +145,12 @@ class RemoteWriteClient:
                     status=415,
                 )
             return
-        reason = first_line(await resp.content.read(_MAX_ERROR_BODY))
+        reason = await response_reason(resp)
         message = f"server returned HTTP status {status} {resp.reason or ''}".rstrip()
         if reason:
             message = f"{message}: {reason}"
         retryable = status >= 500 or (status == 429 and self._cfg.queue.retry_on_http_429)
         if retryable:
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=self._wall_clock())
-            raise RecoverableError(message, url=url, status=status, retry_after=retry_after)
+            delay = retry_after(resp, now=self._wall_clock())
+            raise RecoverableError(message, url=url, status=status, retry_after=delay)
         raise WriteRejected(message, url=url, status=status)
