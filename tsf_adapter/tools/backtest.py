@@ -111,7 +111,7 @@ def origins(timestamps_ms: IntArray, spec: BacktestSpec) -> IntArray:
 
     >>> spec = BacktestSpec(history_s=60, horizon_s=600, origin_every_s=300, start_frac=0.5,
     ...                     models=("last_value",))
-    >>> origins(np.array([0, 1_000_000, 2_000_000]), spec).tolist()  # 1e6 rounds up to 1.2e6
+    >>> origins(np.array([0, 1_000_000, 2_100_000]), spec).tolist()  # 1.05e6 rounds up to 1.2e6
     [1200000, 1500000]
     """
     first, last = int(timestamps_ms[0]), int(timestamps_ms[-1])
