@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from tsf_adapter.core.address import split_host_port
 from tsf_adapter.core.errors import ConfigError, InputError, SelectorError
 from tsf_adapter.core.lifecycle import Readiness
 from tsf_adapter.core.selector import Selector, parse_selector
+from tsf_adapter.core.units import parse_duration
 from tsf_adapter.server.app import REGISTRY, build_app
 from tsf_adapter.server.loop import run
 from tsf_adapter.store.store import Store, TargetSpec
@@ -231,6 +233,59 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from tsf_adapter.tools import backtest
+    from tsf_adapter.tools.backtest import BacktestRun, BacktestSpec, run_command
 
-    return backtest.run_command(args)
+    try:
+        quantiles = tuple(float(q) for q in args.quantiles.split(","))
+    except ValueError:
+        raise ConfigError(f"--quantiles: want numbers like 0.1,0.5,0.9 (got {args.quantiles!r})") from None
+    spec = BacktestSpec(
+        history_s=_duration("--history", args.history),
+        horizon_s=_duration("--horizon", args.horizon),
+        origin_every_s=_duration("--origin-every", args.origin_every),
+        start_frac=args.start_frac,
+        start_origin_s=args.start_origin,
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        step_s=None if args.step is None else _duration("--step", args.step),
+        quantiles=quantiles,
+        retrain_every=args.retrain_every,
+        device=args.device,
+    )
+    if bool(args.input) == bool(args.prometheus):
+        raise ConfigError("give --input files or --prometheus with --selector, --start and --end")
+    if args.input:
+        return run_command(BacktestRun(spec=spec, out=args.out, inputs=tuple(args.input)))
+    if not args.selector:
+        raise ConfigError("--prometheus needs --selector")
+    start, end = _unix_ms("--start", args.start), _unix_ms("--end", args.end)
+    if end <= start:
+        raise ConfigError("--end must be after --start")
+    run = BacktestRun(
+        spec=spec,
+        out=args.out,
+        prometheus=args.prometheus,
+        selector=parse_selector(args.selector),
+        start_ms=start,
+        end_ms=end,
+    )
+    return run_command(run)
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
+def _unix_ms(flag: str, text: str | None) -> int:
+    if text is None:
+        raise ConfigError(f"--prometheus needs {flag}")
+    try:
+        return round(float(text) * 1000)
+    except ValueError:
+        pass
+    try:
+        return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        raise ConfigError(f"{flag}: want unix seconds or RFC 3339 (got {text!r})") from None

@@ -24,7 +24,6 @@ forecast step takes that step's value (no value is invented at the origin).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import math
@@ -32,7 +31,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -40,9 +39,8 @@ import numpy.typing as npt
 
 from tsf_adapter.core.errors import ConfigError, InputError, TrainingError
 from tsf_adapter.core.grid import GridBatch, grid_values
-from tsf_adapter.core.selector import Selector, parse_selector
+from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, format_labels, make_labels
-from tsf_adapter.core.units import parse_duration
 from tsf_adapter.forecast import metrics
 from tsf_adapter.forecast.base import Forecaster, check_forecast
 from tsf_adapter.forecast.registry import (
@@ -449,72 +447,42 @@ async def read_prometheus(
 # --- the command ------------------------------------------------------------------------------------
 
 
-def _duration(flag: str, text: str) -> float:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BacktestRun:
+    """One ``tsf-adapter backtest``: the spec, where the inputs come from, where forecasts go.
+
+    The command line fills it (``cli``); inputs are CSV files or a Prometheus read with a
+    selector over ``[start_ms, end_ms]``, exactly one of the two.
+    """
+
+    spec: BacktestSpec
+    out: Path
+    inputs: tuple[Path, ...] = ()
+    prometheus: str | None = None
+    selector: Selector | None = None
+    start_ms: int = 0
+    end_ms: int = 0
+
+
+def load_inputs(run: BacktestRun) -> tuple[list[InputSeries], dict[str, Labels]]:
+    """CSV files (``inputs``) or a Prometheus (``prometheus`` with ``selector``)."""
+    if run.inputs:
+        return list(iter_inputs(run.inputs)), {}
+    assert run.prometheus is not None and run.selector is not None
+    return asyncio.run(read_prometheus(run.prometheus, run.selector, run.start_ms, run.end_ms))
+
+
+def run_command(run: BacktestRun, stdout: TextIO | None = None) -> int:
+    """``tsf-adapter backtest``: forecasts to ``out``, the summary table to stdout."""
+    inputs, labels = load_inputs(run)
+    plan(inputs, run.spec)  # a too-short series fails before anything is written
     try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise ConfigError(f"{flag}: {exc}") from None
-
-
-def _unix_ms(flag: str, text: str | None) -> int:
-    if text is None:
-        raise ConfigError(f"--prometheus needs {flag}")
-    try:
-        return round(float(text) * 1000)
-    except ValueError:
-        pass
-    try:
-        return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        raise ConfigError(f"{flag}: want unix seconds or RFC 3339 (got {text!r})") from None
-
-
-def spec_from_args(args: argparse.Namespace) -> BacktestSpec:
-    """The ``tsf-adapter backtest`` flags as a validated :class:`BacktestSpec`."""
-    try:
-        quantiles = tuple(float(q) for q in args.quantiles.split(","))
-    except ValueError:
-        raise ConfigError(f"--quantiles: want numbers like 0.1,0.5,0.9 (got {args.quantiles!r})") from None
-    return BacktestSpec(
-        history_s=_duration("--history", args.history),
-        horizon_s=_duration("--horizon", args.horizon),
-        origin_every_s=_duration("--origin-every", args.origin_every),
-        start_frac=args.start_frac,
-        start_origin_s=args.start_origin,
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-        step_s=None if args.step is None else _duration("--step", args.step),
-        quantiles=quantiles,
-        retrain_every=args.retrain_every,
-        device=args.device,
-    )
-
-
-def load_inputs(args: argparse.Namespace) -> tuple[list[InputSeries], dict[str, Labels]]:
-    """CSV files (``--input``) or a Prometheus (``--prometheus``), not both."""
-    if bool(args.input) == bool(args.prometheus):
-        raise ConfigError("give --input files or --prometheus with --selector, --start and --end")
-    if args.input:
-        return list(iter_inputs(args.input)), {}
-    if not args.selector:
-        raise ConfigError("--prometheus needs --selector")
-    start, end = _unix_ms("--start", args.start), _unix_ms("--end", args.end)
-    if end <= start:
-        raise ConfigError("--end must be after --start")
-    return asyncio.run(read_prometheus(args.prometheus, parse_selector(args.selector), start, end))
-
-
-def run_command(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
-    """``tsf-adapter backtest``: forecasts to ``--out``, the summary table to stdout."""
-    spec = spec_from_args(args)
-    inputs, labels = load_inputs(args)
-    plan(inputs, spec)  # a too-short series fails before anything is written
-    try:
-        handle = args.out.open("w", encoding="utf-8", newline="")
+        handle = run.out.open("w", encoding="utf-8", newline="")
     except OSError as exc:
-        raise InputError(f"{args.out}: cannot write: {exc.strerror}") from None
+        raise InputError(f"{run.out}: cannot write: {exc.strerror}") from None
     with handle:
-        result = run_backtest(inputs, spec, handle, labels=labels)
+        result = run_backtest(inputs, run.spec, handle, labels=labels)
     stdout = stdout or sys.stdout
     print(summary_table(score_all(result.forecasts, result.inputs)), file=stdout)
-    print(f"\n{result.rows_written} rows written to {args.out} in {result.elapsed_s:.1f}s", file=stdout)
+    print(f"\n{result.rows_written} rows written to {run.out} in {result.elapsed_s:.1f}s", file=stdout)
     return 0
