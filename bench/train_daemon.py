@@ -25,10 +25,10 @@ import numpy as np
 from tsf_adapter.config.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import make_labels
+from tsf_adapter.forecast.neural.runtime import set_torch_threads
 from tsf_adapter.forecast.neural.trainer import FitReport, NeuralForecaster
 from tsf_adapter.pipeline.models import input_steps, make_forecaster
 from tsf_adapter.pipeline.scheduler import TRAIN_BUDGET_FRACTION
-from tsf_adapter.server.daemon import set_torch_threads
 
 T0_MS = 1_700_000_000_000
 

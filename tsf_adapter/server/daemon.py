@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -86,19 +85,6 @@ def state_dir(config: Config, config_path: Path) -> Path:
     """``state_dir`` as configured, a relative one taken from the config file's directory."""
     path = Path(config.state_dir)
     return path if path.is_absolute() else config_path.absolute().parent / path
-
-
-def set_torch_threads() -> int:
-    """One thread fewer than the machine has (at least one): the receiver keeps a core.
-
-    On a busy core torch's threads wait on each other (measured 3-5x slower with 2 threads
-    when the other core was busy), so training never takes every core.
-    """
-    import torch
-
-    threads = max(1, (os.cpu_count() or 1) - 1)
-    torch.set_num_threads(threads)
-    return threads
 
 
 async def run_daemon(config_path: Path) -> int:
@@ -247,6 +233,9 @@ class Daemon:
         assert self.scheduler is not None and self.reader is not None and self.app is not None
         targets = list(targets)
         if any(is_neural(t.model) for t in targets) and not self._torch_ready:
+            # Imported here, as torch is: a daemon of baselines never loads it.
+            from tsf_adapter.forecast.neural.runtime import set_torch_threads
+
             threads = await asyncio.to_thread(set_torch_threads)
             self._torch_ready = True
             logger.info("torch uses %d threads", threads)
