@@ -121,7 +121,7 @@ def pools() -> Iterator[Workers]:
 async def env(pools: Workers) -> AsyncIterator[Env]:
     registry = CollectorRegistry()
     clock = FakeClock()
-    store = Store([target().to_spec()])
+    store = Store([target()])
     outputs: list[ForecastOutput] = []
 
     async def emit(out: ForecastOutput) -> None:

@@ -49,7 +49,6 @@ from tsf_adapter.core.protocol import RW1_MESSAGE
 from tsf_adapter.core.selector import Selector, parse_selector
 from tsf_adapter.core.series import LABEL_NAME_RE, METRIC_NAME_LABEL
 from tsf_adapter.core.units import format_duration, format_size, parse_duration, parse_size
-from tsf_adapter.store.store import Aggregation, AggregationOp, TargetSpec
 
 
 class Check(Enum):
@@ -241,15 +240,13 @@ ModelKind = Literal[
     "lstm", "gru", "transformer", "auto", "predict_linear", "holt_winters", "last_value", "seasonal_naive"
 ]
 ModelScope = Literal["per_series", "global"]
+AggregationOp = Literal["sum", "avg", "max", "min", "count"]
 
 # A target needs some past on its grid before any model (even predict_linear) says anything useful.
 MIN_HISTORY_STEPS: Final = 10
 # Prometheus's default --query.lookback-delta: an instant query finds a series only when its newest
 # sample is at most this old, so forecasts written less often than this flicker in and out.
 LOOKBACK_S: Final = 300.0
-# A limit series keeps its last value at least this long: limits (quotas, capacities) are often
-# exported rarely, and a limit that changes is rare, so an hour-old value is still the limit.
-THRESHOLD_HISTORY_S: Final = 3600.0
 _TARGET_NAME: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
@@ -312,8 +309,8 @@ class TargetConfig:
     """One forecasting target: which series, on which grid, which horizons, which model.
 
     >>> t = decode_section(TargetConfig, {"name": "disk", "selector": "node_filesystem_avail_bytes"})
-    >>> t.horizons, t.quantiles, t.to_spec().step_s
-    ((3600.0, 21600.0), (0.1, 0.5, 0.9), 60.0)
+    >>> t.horizons, t.quantiles, t.step_ms
+    ((3600.0, 21600.0), (0.1, 0.5, 0.9), 60000)
     """
 
     # Names the target in logs, self-metrics and the store; letters, digits, '_', '.', '-'.
@@ -423,40 +420,6 @@ class TargetConfig:
         name = threshold.selector.metric_name
         if name is not None and name == self.metric_name:
             yield "threshold.selector", f"must select another metric than the target's own (got {name!r})"
-
-    def to_spec(self) -> TargetSpec:
-        """The store's view of this target: which series, on which grid, aggregated how."""
-        agg = self.aggregate
-        aggregation = None
-        if agg is not None:
-            aggregation = Aggregation(op=agg.op, by=agg.by, lookback_s=agg.lookback, settle_s=agg.settle)
-        return TargetSpec(
-            name=self.name,
-            selector=self.selector,
-            step_s=self.step,
-            history_s=self.history,
-            aggregation=aggregation,
-        )
-
-    def threshold_spec(self) -> TargetSpec | None:
-        """A store target for the limit series of ``threshold.selector`` (None without one).
-
-        Same step as the target, so the limit's latest value is on the same clock; named
-        ``<name>/threshold``, which no configured target can be called.
-        """
-        threshold = self.threshold
-        if threshold is None or threshold.selector is None:
-            return None
-        history = max(THRESHOLD_HISTORY_S, 2 * self.step)
-        return TargetSpec(
-            name=f"{self.name}{THRESHOLD_SPEC_SUFFIX}",
-            selector=threshold.selector,
-            step_s=self.step,
-            history_s=history,
-        )
-
-
-THRESHOLD_SPEC_SUFFIX: Final = "/threshold"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

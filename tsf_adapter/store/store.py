@@ -2,7 +2,7 @@
 
 The receiver registers series (``series_ref``) and appends samples in bulk
 (``append``); the store implements ``tsf_adapter.remote.ingest.SampleSink``. Each
-forecasting target (``TargetSpec``) keeps its series on a grid of its ``step``,
+forecasting target (its ``TargetConfig``) keeps its series on a grid of its ``step``,
 and the training/forecasting side reads one ``GridBatch`` per target.
 
 Grid: step ``k`` has timestamp ``k * step`` (unix time, so all targets with the
@@ -12,18 +12,18 @@ returns when samples come once per step. Nothing is invented: a step without a
 sample is NaN, and a staleness marker as the last sample of a step makes the
 step NaN; the series stays empty until new samples come.
 
-Aggregation (``Aggregation``): ``sum``/``avg``/``max``/``min``/``count`` ``by``
+Aggregation (``AggregateConfig``): ``sum``/``avg``/``max``/``min``/``count`` ``by``
 some labels, with PromQL's instant-vector semantics, as a recording rule
 ``sum by (...) (m)`` evaluated at each grid step would give: a member series
 counts at ``T`` when its latest sample at or before ``T`` lies within the
 lookback ``[T - lookback, T]`` (closed, as in Prometheus 2.x) and is not a
-staleness marker. A step is final ``settle_s`` after it: later samples for it
+staleness marker. A step is final ``settle`` after it: later samples for it
 are dropped (counted). Steps not yet final are computed when read. Only the
 last ``lookback + settle`` of each member is kept, so memory follows the number
 of groups, not of members.
 
 Storage: float64, time-major ring buffers (``[step % slots, row]``) sized to
-the target's ``history_s``: appending is a vectorised scatter, old steps are
+the target's ``history``: appending is a vectorised scatter, old steps are
 overwritten as time advances (clearing a step is one contiguous row), and new
 series grow the row capacity by doubling (amortised O(1)). float64 rather than
 float32 because the values are Prometheus's own (counters of bytes pass 2**24
@@ -37,68 +37,28 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.config.config import AggregateConfig, TargetConfig
 from tsf_adapter.core.grid import GridBatch
-from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, stale_mask
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-AggregationOp = Literal["sum", "avg", "max", "min", "count"]
 _EMPTY_TIME: Final = np.iinfo(np.int64).min
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Aggregation:
-    """``op by (by...)`` applied on ingest, e.g. ``Aggregation(op="sum", by=("cluster", "group"))``."""
+def _grid_key(target: TargetConfig) -> tuple[object, ...]:
+    """What a target's grid depends on; a reload that leaves it equal keeps the grid's history.
 
-    op: AggregationOp
-    by: tuple[str, ...]
-    # Prometheus's default --query.lookback-delta.
-    lookback_s: float = 300.0
-    # Remote write delivers within seconds; two minutes also covers a resharding sender.
-    settle_s: float = 120.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TargetSpec:
-    """One forecasting target: which series, on which grid, how much history, aggregated or not."""
-
-    name: str
-    selector: Selector
-    # One minute: fine enough for hour-scale horizons, 1,440 steps a day.
-    step_s: float = 60.0
-    # Two days cover predict_linear over 12h and a one-day seasonal naive with room to spare.
-    history_s: float = 2 * 86_400.0
-    aggregation: Aggregation | None = None
-
-    def __post_init__(self) -> None:
-        where = f"targets.{self.name}"
-        step_ms = self.step_s * 1000
-        if self.step_s <= 0 or step_ms != int(step_ms):
-            raise ConfigError(f"{where}.step: must be a positive whole number of ms (got {self.step_s}s)")
-        if self.history_s < self.step_s:
-            raise ConfigError(f"{where}.history: must be at least one step (got {self.history_s}s)")
-        agg = self.aggregation
-        if agg is not None:
-            if agg.lookback_s <= 0:
-                raise ConfigError(f"{where}.aggregation.lookback: must be > 0 (got {agg.lookback_s}s)")
-            if agg.settle_s < 0:
-                raise ConfigError(f"{where}.aggregation.settle: must be >= 0 (got {agg.settle_s}s)")
-
-    @property
-    def step_ms(self) -> int:
-        return int(self.step_s * 1000)
-
-    @property
-    def history_steps(self) -> int:
-        return int(self.history_s * 1000) // self.step_ms
+    Horizons, model, thresholds and schedules are not here: changing them changes what is
+    done with the series, not which series are kept on which grid.
+    """
+    return (target.name, target.selector, target.step, target.history, target.aggregate)
 
 
 class _Ring:
@@ -177,14 +137,16 @@ class TargetStats:
 class TargetStore:
     """The grid of one target. Rows are raw series, or groups when the target aggregates."""
 
-    def __init__(self, spec: TargetSpec) -> None:
-        self.spec = spec
-        self.step_ms = spec.step_ms
+    def __init__(self, target: TargetConfig) -> None:
+        self.target = target
+        self.step_ms = target.step_ms
         self.labels: list[Labels] = []
         self._first_step: int | None = None
         self.stats = TargetStats()
-        self._grid = _Ring(spec.history_steps, ((np.float64, np.nan),))
-        agg = spec.aggregation
+        # The decoder made the step a whole number of ms and the history at least two steps.
+        history_steps = int(target.history * 1000) // self.step_ms
+        self._grid = _Ring(history_steps, ((np.float64, np.nan),))
+        agg = target.aggregate
         if agg is None:
             self._agg: _Aggregator | None = None
         else:
@@ -245,7 +207,7 @@ class TargetStore:
             if not keep.all():
                 values = values[keep]
                 labels = tuple(labels[i] for i in np.flatnonzero(keep).tolist())
-        return GridBatch(self.spec.name, labels, values, first * self.step_ms, self.step_ms)
+        return GridBatch(self.target.name, labels, values, first * self.step_ms, self.step_ms)
 
     def _head(self) -> int | None:
         return self._grid.head if self._agg is None else self._agg.members.head
@@ -264,13 +226,13 @@ class _Aggregator:
     once a sample more than ``settle`` past it arrives.
     """
 
-    def __init__(self, agg: Aggregation, step_ms: int, grid: _Ring) -> None:
+    def __init__(self, agg: AggregateConfig, step_ms: int, grid: _Ring) -> None:
         self.op = agg.op
         self.by = frozenset(agg.by)
         self.step_ms = step_ms
-        self.lookback_ms = round(agg.lookback_s * 1000)
+        self.lookback_ms = round(agg.lookback * 1000)
         self.lookback_steps = -(-self.lookback_ms // step_ms)
-        self.settle_steps = -(-round(agg.settle_s * 1000) // step_ms)
+        self.settle_steps = -(-round(agg.settle * 1000) // step_ms)
         self.members = _Ring(
             self.lookback_steps + self.settle_steps + 1,
             ((np.float64, np.nan), (np.int64, _EMPTY_TIME)),
@@ -401,21 +363,20 @@ class _Routes:
 class Store:
     """Every target's grid behind one ``SampleSink``.
 
-    >>> from tsf_adapter.core.selector import MatchOp, Matcher, Selector
-    >>> sel = Selector((Matcher("__name__", MatchOp.EQ, "up"),))
-    >>> store = Store([TargetSpec(name="up", selector=sel)])
+    >>> from tsf_adapter.core.selector import parse_selector
+    >>> store = Store([TargetConfig(name="up", selector=parse_selector("up"))])
     >>> ref = store.series_ref((("__name__", "up"), ("job", "a")))
     >>> store.append(np.array([ref]), np.array([60_000]), np.array([1.0]))
     >>> store.batch("up").values.tolist()
     [[1.0]]
     """
 
-    def __init__(self, targets: Iterable[TargetSpec]) -> None:
+    def __init__(self, targets: Iterable[TargetConfig]) -> None:
         self.targets: dict[str, TargetStore] = {}
-        for spec in targets:
-            if spec.name in self.targets:
-                raise ConfigError(f"targets: duplicate target name {spec.name!r}")
-            self.targets[spec.name] = TargetStore(spec)
+        for target in targets:
+            if target.name in self.targets:
+                raise ValueError(f"targets: duplicate target name {target.name!r}")
+            self.targets[target.name] = TargetStore(target)
         self._stores = list(self.targets.values())
         self._routes = [_Routes() for _ in self._stores]
         self._refs: dict[Labels, int] = {}
@@ -426,7 +387,7 @@ class Store:
         ref = self._refs.get(labels)
         if ref is not None:
             return ref
-        wanted = [i for i, t in enumerate(self._stores) if t.spec.selector.matches(labels)]
+        wanted = [i for i, t in enumerate(self._stores) if t.target.selector.matches(labels)]
         if not wanted:
             return None
         ref = len(self._labels)
@@ -441,37 +402,39 @@ class Store:
                 route.rows[ref] = self._stores[i].add_series(labels)
         return ref
 
-    def reconfigure(self, targets: Iterable[TargetSpec]) -> None:
-        """Switch to a new set of targets, keeping the grids of those whose spec is unchanged.
+    def reconfigure(self, targets: Iterable[TargetConfig]) -> None:
+        """Switch to a new set of targets, keeping the grids of those whose grid is unchanged.
 
-        For a config reload: a target whose ``TargetSpec`` is equal keeps its history and rows;
-        a changed or new one starts empty, with every series already known that it selects
+        For a config reload: a target with the same name, selector, step, history and
+        aggregation keeps its history and rows (its other settings do not touch the grid); a
+        changed or new one starts empty, with every series already known that it selects
         registered in it; a removed one is dropped. Refs handed out before stay valid (a ref no
         target wants any more is simply not routed anywhere). Like every other method, it must
         run on the single thread that owns the store.
         """
-        specs = list(targets)
-        names = [spec.name for spec in specs]
+        new = list(targets)
+        names = [t.name for t in new]
         if len(set(names)) != len(names):
-            raise ConfigError(f"targets: duplicate target names in {names}")
+            raise ValueError(f"targets: duplicate target names in {names}")
         old = {
             name: (store, route)
             for name, store, route in zip(self.targets, self._stores, self._routes, strict=True)
         }
         stores: list[TargetStore] = []
         routes: list[_Routes] = []
-        for spec in specs:
-            kept = old.get(spec.name)
-            if kept is not None and kept[0].spec == spec:
+        for target in new:
+            kept = old.get(target.name)
+            if kept is not None and _grid_key(kept[0].target) == _grid_key(target):
                 store, route = kept
+                store.target = target  # equal where the grid is concerned
             else:
-                store, route = TargetStore(spec), _Routes(np.full(len(self._labels), -1, dtype=np.int64))
+                store, route = TargetStore(target), _Routes(np.full(len(self._labels), -1, dtype=np.int64))
                 for ref, labels in enumerate(self._labels):
-                    if spec.selector.matches(labels):
+                    if target.selector.matches(labels):
                         route.rows[ref] = store.add_series(labels)
             stores.append(store)
             routes.append(route)
-        self.targets = {spec.name: store for spec, store in zip(specs, stores, strict=True)}
+        self.targets = {t.name: store for t, store in zip(new, stores, strict=True)}
         self._stores = stores
         self._routes = routes
 
