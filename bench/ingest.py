@@ -37,7 +37,7 @@ import numpy as np
 import snappy
 
 from tsf_adapter._pb import remote_pb2
-from tsf_adapter.config.config import TargetConfig
+from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.selector import parse_selector
 from tsf_adapter.remote.codec import decompress
 from tsf_adapter.remote.ingest import Ingester

@@ -14,7 +14,7 @@ import tracemalloc
 
 import numpy as np
 
-from tsf_adapter.config.config import AggregateConfig, TargetConfig
+from tsf_adapter.config import AggregateConfig, TargetConfig
 from tsf_adapter.core.selector import Matcher, MatchOp, Selector
 from tsf_adapter.core.series import Labels, make_labels
 from tsf_adapter.forecast.baselines import HoltWinters, PredictLinear

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tsf_adapter.config.config import AggregateConfig, TargetConfig
+from tsf_adapter.config import AggregateConfig, TargetConfig
 from tsf_adapter.core.selector import parse_selector
 from tsf_adapter.core.series import SeriesSamples, make_labels
 from tsf_adapter.pipeline.backfill import Backfilled, install

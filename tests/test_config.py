@@ -7,7 +7,7 @@ from types import MappingProxyType
 import pytest
 import yaml
 
-from tsf_adapter.config.config import (
+from tsf_adapter.config import (
     AggregateConfig,
     Config,
     IngestConfig,
@@ -16,11 +16,11 @@ from tsf_adapter.config.config import (
     PositiveSeconds,
     TargetConfig,
     ThresholdConfig,
-    _StrictLoader,
     config_from_dict,
     decode_section,
     load_config,
 )
+from tsf_adapter.config.decoder import _StrictLoader
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.protocol import RW2_MESSAGE
 from tsf_adapter.core.selector import parse_selector

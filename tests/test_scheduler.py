@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tsf_adapter.config.config import TargetConfig, decode_section
+from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import Labels, make_labels

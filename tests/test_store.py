@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsf_adapter.config.config import AggregateConfig, TargetConfig
+from tsf_adapter.config import AggregateConfig, TargetConfig
 from tsf_adapter.core.selector import Matcher, MatchOp, Selector
 from tsf_adapter.core.series import STALE_NAN, Labels, make_labels
 from tsf_adapter.remote.ingest import SampleSink

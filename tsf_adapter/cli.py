@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tsf_adapter import __version__
-from tsf_adapter.config.config import Config, TargetConfig, load_config
+from tsf_adapter.config import Config, TargetConfig, load_config
 from tsf_adapter.core.address import split_host_port
 from tsf_adapter.core.errors import ConfigError, InputError, SelectorError
 from tsf_adapter.core.lifecycle import Readiness

@@ -19,7 +19,7 @@ import snappy
 
 from tests.prometheus import PrometheusProcess
 from tsf_adapter._pb import remote_pb2
-from tsf_adapter.config.config import TargetConfig
+from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.selector import Matcher, MatchOp, Selector
 from tsf_adapter.core.series import STALE_NAN, make_labels
 from tsf_adapter.forecast.baselines import PredictLinear, holt_winters, predict_linear, select_range

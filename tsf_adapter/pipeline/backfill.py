@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tsf_adapter.config.config import TargetConfig
+from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import SeriesSamples
 from tsf_adapter.remote.ingest import Ingester

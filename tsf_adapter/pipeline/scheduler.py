@@ -60,7 +60,7 @@ from typing import Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config.config import TargetConfig
+from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import TsfAdapterError
 from tsf_adapter.core.grid import GridBatch

@@ -5,7 +5,7 @@ as it is (name, selector, step, history, aggregate), so a target is described on
 A target whose threshold follows a limit series needs a second grid for that series;
 it is derived here, as a ``TargetConfig`` too, rather than described again.
 
->>> from tsf_adapter.config.config import TargetConfig, ThresholdConfig
+>>> from tsf_adapter.config import TargetConfig, ThresholdConfig
 >>> from tsf_adapter.core.selector import parse_selector
 >>> t = TargetConfig(name="disk", selector=parse_selector("used"),
 ...                  threshold=ThresholdConfig(selector=parse_selector("quota")))
@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Final
 
-from tsf_adapter.config.config import Config, TargetConfig
+from tsf_adapter.config import Config, TargetConfig
 from tsf_adapter.core.selector import Selector
 
 # Appended to a target's name to name the grid of its limit series; a configured target name

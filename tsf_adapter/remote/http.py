@@ -11,7 +11,7 @@ import ssl
 from pathlib import Path
 
 from tsf_adapter import __version__
-from tsf_adapter.config.config import HttpClientConfig
+from tsf_adapter.config import HttpClientConfig
 
 USER_AGENT = f"tsf-adapter/{__version__}"
 

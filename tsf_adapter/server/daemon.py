@@ -39,7 +39,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from tsf_adapter.config.config import Config, TargetConfig, load_config
+from tsf_adapter.config import Config, TargetConfig, load_config
 from tsf_adapter.core.address import split_host_port
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import ConfigError

@@ -42,7 +42,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config.config import AggregateConfig, TargetConfig
+from tsf_adapter.config import AggregateConfig, TargetConfig
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import Labels, stale_mask
 
