@@ -12,20 +12,12 @@ returns when samples come once per step. Nothing is invented: a step without a
 sample is NaN, and a staleness marker as the last sample of a step makes the
 step NaN; the series stays empty until new samples come.
 
-Aggregation (``AggregateConfig``): ``sum``/``avg``/``max``/``min``/``count`` ``by``
-some labels, with PromQL's instant-vector semantics, as a recording rule
-``sum by (...) (m)`` evaluated at each grid step would give: a member series
-counts at ``T`` when its latest sample at or before ``T`` lies within the
-lookback ``[T - lookback, T]`` (closed, as in Prometheus 2.x) and is not a
-staleness marker. A step is final ``settle`` after it: later samples for it
-are dropped (counted). Steps not yet final are computed when read. Only the
-last ``lookback + settle`` of each member is kept, so memory follows the number
-of groups, not of members.
+Aggregation (``AggregateConfig``, see ``aggregate.py``): a target may keep
+``op by (...)`` of the series it selects instead of the series, as a recording
+rule would; its rows are then the groups.
 
-Storage: float64, time-major ring buffers (``[step % slots, row]``) sized to
-the target's ``history``: appending is a vectorised scatter, old steps are
-overwritten as time advances (clearing a step is one contiguous row), and new
-series grow the row capacity by doubling (amortised O(1)). float64 rather than
+Storage: float64, time-major ring buffers (``ring.py``) sized to the target's
+``history``, holding the newest steps and overwriting older ones. float64 rather than
 float32 because the values are Prometheus's own (counters of bytes pass 2**24
 quickly, where float32 would round them to 8 or more) and the PromQL baselines
 must be bit-exact; it costs 8 bytes per stored step (see
@@ -34,22 +26,20 @@ must be bit-exact; it costs 8 bytes per stored step (see
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config import AggregateConfig, TargetConfig
-from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.config import TargetConfig
+from tsf_adapter.core.grid import GridBatch, grid_steps
 from tsf_adapter.core.series import Labels, stale_mask
+from tsf_adapter.store.aggregate import Aggregator
+from tsf_adapter.store.ring import Ring, last_wins
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-_EMPTY_TIME: Final = np.iinfo(np.int64).min
 
 
 def _grid_key(target: TargetConfig) -> tuple[object, ...]:
@@ -59,68 +49,6 @@ def _grid_key(target: TargetConfig) -> tuple[object, ...]:
     done with the series, not which series are kept on which grid.
     """
     return (target.name, target.selector, target.step, target.history, target.aggregate)
-
-
-class _Ring:
-    """Time-major ring buffer: cell ``[step % slots, row]``, holding steps ``(head - slots, head]``.
-
-    Several planes (e.g. values and timestamps) share the ring's geometry.
-    """
-
-    def __init__(self, slots: int, planes: tuple[tuple[type[Any], Any], ...]) -> None:
-        self.slots = slots
-        self._kinds = planes
-        self.planes: list[npt.NDArray[Any]] = [np.full((slots, 0), fill, dtype) for dtype, fill in planes]
-        self.rows = 0
-        self.head: int | None = None
-
-    @property
-    def capacity(self) -> int:
-        return int(self.planes[0].shape[1])
-
-    @property
-    def nbytes(self) -> int:
-        return sum(p.nbytes for p in self.planes)
-
-    def add_row(self) -> int:
-        if self.rows == self.capacity:
-            new_cap = max(16, 2 * self.capacity)
-            grown = []
-            for (dtype, fill), old in zip(self._kinds, self.planes, strict=True):
-                new = np.full((self.slots, new_cap), fill, dtype)
-                new[:, : self.rows] = old[:, : self.rows]
-                grown.append(new)
-            self.planes = grown
-        self.rows += 1
-        return self.rows - 1
-
-    def holds(self, step: int) -> bool:
-        return self.head is not None and self.head - self.slots < step <= self.head
-
-    def advance(self, step: int) -> None:
-        """Move the head forward to ``step``, clearing the slots of the steps it passes."""
-        if self.head is not None and step <= self.head:
-            return
-        if self.head is None or step - self.head >= self.slots:
-            cleared: slice | IntArray = slice(None)
-        else:
-            cleared = np.arange(self.head + 1, step + 1, dtype=np.int64) % self.slots
-        for (_, fill), plane in zip(self._kinds, self.planes, strict=True):
-            plane[cleared, : self.rows] = fill
-        self.head = step
-
-    def read(self, plane: int, first: int, last: int) -> npt.NDArray[Any]:
-        """``[rows, steps]`` copy of steps ``first..last`` (all held)."""
-        idx = np.arange(first, last + 1, dtype=np.int64) % self.slots
-        return self.planes[plane][idx, : self.rows].T.copy()
-
-
-def _last_wins(keys: IntArray) -> IntArray:
-    """Indices that keep, for each distinct key, its last occurrence (receive order)."""
-    if keys.size < 2:
-        return np.arange(keys.size)
-    _, first_in_reversed = np.unique(keys[::-1], return_index=True)
-    return keys.size - 1 - first_in_reversed
 
 
 @dataclass(slots=True)
@@ -145,12 +73,12 @@ class TargetStore:
         self.stats = TargetStats()
         # The decoder made the step a whole number of ms and the history at least two steps.
         history_steps = int(target.history * 1000) // self.step_ms
-        self._grid = _Ring(history_steps, ((np.float64, np.nan),))
+        self._grid = Ring(history_steps, ((np.float64, np.nan),))
         agg = target.aggregate
         if agg is None:
-            self._agg: _Aggregator | None = None
+            self._agg: Aggregator | None = None
         else:
-            self._agg = _Aggregator(agg, self.step_ms, self._grid)
+            self._agg = Aggregator(agg, self.step_ms, self._grid)
 
     def add_series(self, labels: Labels) -> int:
         """Register a matching series; returns its row (raw) or member index (aggregated)."""
@@ -165,7 +93,7 @@ class TargetStore:
         """Samples of this target's series, in receive order."""
         if rows.size == 0:
             return
-        steps = -(-timestamps // self.step_ms)  # ceil: a sample at k*step belongs to step k
+        steps = grid_steps(timestamps, self.step_ms)  # a sample at k*step belongs to step k
         first = int(steps.min())
         if self._first_step is None or first < self._first_step:
             self._first_step = first
@@ -181,7 +109,7 @@ class TargetStore:
             self.stats.dropped_too_old += int(rows.size - fresh.sum())
             rows, steps, values = rows[fresh], steps[fresh], values[fresh]
         slots = steps % grid.slots
-        keep = _last_wins(slots * grid.capacity + rows)
+        keep = last_wins(slots * grid.capacity + rows)
         # A staleness marker ends the series: its step becomes a gap, like any absent sample.
         vals = np.where(stale_mask(values[keep]), np.nan, values[keep])
         grid.planes[0][slots[keep], rows[keep]] = vals
@@ -216,141 +144,6 @@ class TargetStore:
         self.stats.rows = len(self.labels)
         self.stats.nbytes = self._grid.nbytes + (self._agg.members.nbytes if self._agg else 0)
         return self.stats
-
-
-class _Aggregator:
-    """PromQL-style ``op by (...)`` over member series, step by step, into the target's grid.
-
-    Members live in a short ring (``lookback + settle + 1`` steps) of last value
-    and its timestamp per step; a step's aggregate is written to the target grid
-    once a sample more than ``settle`` past it arrives.
-    """
-
-    def __init__(self, agg: AggregateConfig, step_ms: int, grid: _Ring) -> None:
-        self.op = agg.op
-        self.by = frozenset(agg.by)
-        self.step_ms = step_ms
-        self.lookback_ms = round(agg.lookback * 1000)
-        self.lookback_steps = -(-self.lookback_ms // step_ms)
-        self.settle_steps = -(-round(agg.settle * 1000) // step_ms)
-        self.members = _Ring(
-            self.lookback_steps + self.settle_steps + 1,
-            ((np.float64, np.nan), (np.int64, _EMPTY_TIME)),
-        )
-        self.grid = grid
-        self.member_group: IntArray = np.zeros(0, dtype=np.int64)
-        self._groups: dict[Labels, int] = {}
-        self.finalized: int | None = None
-        self._last_data_step: int | None = None
-
-    def add_member(self, group: Labels, group_labels: list[Labels]) -> int:
-        g = self._groups.get(group)
-        if g is None:
-            g = self._groups[group] = self.grid.add_row()
-            group_labels.append(group)
-        m = self.members.add_row()
-        if m >= self.member_group.size:
-            grown = np.zeros(max(16, 2 * self.member_group.size), dtype=np.int64)
-            grown[: self.member_group.size] = self.member_group
-            self.member_group = grown
-        self.member_group[m] = g
-        return m
-
-    def append(self, rows: IntArray, steps: IntArray, timestamps: IntArray, values: FloatArray) -> int:
-        """Write member samples step by step in time order; returns how many came too late."""
-        order = np.argsort(steps, kind="stable")  # stable: receive order kept within a step
-        rows, steps, timestamps, values = rows[order], steps[order], timestamps[order], values[order]
-        starts = np.flatnonzero(np.diff(steps)) + 1
-        bounds = [0, *starts.tolist(), int(steps.size)]
-        late = 0
-        ring = self.members
-        for lo, hi in itertools.pairwise(bounds):
-            step = int(steps[lo])
-            if ring.head is None or step > ring.head:
-                self._advance(step)
-            assert self.finalized is not None
-            if step <= self.finalized:
-                late += hi - lo
-                continue
-            keep = lo + _last_wins(rows[lo:hi])
-            slot = step % ring.slots
-            ring.planes[0][slot, rows[keep]] = values[keep]
-            ring.planes[1][slot, rows[keep]] = timestamps[keep]
-            if self._last_data_step is None or step > self._last_data_step:
-                self._last_data_step = step
-        return late
-
-    def _advance(self, step: int) -> None:
-        """Finalise every step that is now ``settle`` old, then move the member ring to ``step``."""
-        ring = self.members
-        if ring.head is None or self.finalized is None:
-            self.finalized = step - 1
-            ring.advance(step)
-            return
-        # Steps more than ``settle`` behind the new head are final.
-        upto = step - self.settle_steps - 1
-        last_data = ring.head if self._last_data_step is None else self._last_data_step
-        last_useful = last_data + self.lookback_steps
-        for k in range(self.finalized + 1, min(upto, last_useful) + 1):
-            # Data for k comes from steps k-lookback..k, all still in the ring (before it advances).
-            self.grid.advance(k)
-            self.grid.planes[0][k % self.grid.slots, : self.grid.rows] = self._aggregate_at(k)
-        if upto > self.finalized:
-            self.grid.advance(upto)
-            self.finalized = upto
-        ring.advance(step)
-
-    def _aggregate_at(self, k: int) -> FloatArray:
-        """The aggregate of every group at step ``k``, NaN for groups without a present member."""
-        ring = self.members
-        n = ring.rows
-        t_eval = k * self.step_ms
-        value = np.full(n, np.nan)
-        time = np.full(n, _EMPTY_TIME, dtype=np.int64)
-        found = np.zeros(n, dtype=bool)
-        for j in range(k, k - self.lookback_steps - 1, -1):
-            if not ring.holds(j):
-                continue
-            slot = j % ring.slots
-            t = ring.planes[1][slot, :n]
-            new = ~found & (t != _EMPTY_TIME)
-            value = np.where(new, ring.planes[0][slot, :n], value)
-            time = np.where(new, t, time)
-            found |= new
-        present = found & (time >= t_eval - self.lookback_ms) & ~stale_mask(value)
-        return self._reduce(present, value)
-
-    def _reduce(self, present: npt.NDArray[np.bool_], value: FloatArray) -> FloatArray:
-        groups = self.grid.rows
-        g = self.member_group[: present.size][present]
-        x = value[present]
-        count: FloatArray = np.bincount(g, minlength=groups).astype(np.float64)
-        out: FloatArray
-        if self.op in ("sum", "avg"):
-            out = np.bincount(g, weights=x, minlength=groups).astype(np.float64)
-            if self.op == "avg":
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    out = out / count
-        elif self.op == "count":
-            out = count
-        else:
-            # fmax/fmin skip NaN unless every member is NaN, as PromQL's max/min do.
-            out = np.full(groups, np.nan)
-            (np.fmax if self.op == "max" else np.fmin).at(out, g, x)
-        out[count == 0] = np.nan
-        return out
-
-    def read(self, first: int, last: int) -> FloatArray:
-        """``[groups, steps]``: final steps from the grid, newer ones computed now."""
-        assert self.finalized is not None
-        final_last = min(last, self.finalized)
-        parts: list[FloatArray] = []
-        if final_last >= first:
-            parts.append(self.grid.read(0, first, final_last).astype(np.float64))
-        provisional = [self._aggregate_at(k) for k in range(max(first, final_last + 1), last + 1)]
-        if provisional:
-            parts.append(np.stack(provisional, axis=1))
-        return np.concatenate(parts, axis=1)
 
 
 @dataclass(slots=True)
