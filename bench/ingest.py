@@ -37,10 +37,11 @@ import numpy as np
 import snappy
 
 from tsf_adapter._pb import remote_pb2
+from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.selector import parse_selector
 from tsf_adapter.remote.codec import decompress
 from tsf_adapter.remote.ingest import Ingester
-from tsf_adapter.store.store import Store, TargetSpec
+from tsf_adapter.store.store import Store
 
 SELECTOR = "storage_used_bytes"
 START_MS = 1_790_000_000_000
@@ -119,7 +120,7 @@ def naive_fn_factory() -> Callable[[bytes], None]:
 
 def full_fn_factory() -> tuple[Callable[[bytes], None], Store]:
     selector = parse_selector(SELECTOR)
-    store = Store([TargetSpec(name="bench", selector=selector, step_s=15, history_s=86_400)])
+    store = Store([TargetConfig(name="bench", selector=selector, step=15, history=86_400)])
     ingester = Ingester(store, [selector])
 
     def full(body: bytes) -> None:

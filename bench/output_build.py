@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from tsf_adapter.config.config import TargetConfig, decode_section
+from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.pipeline.output import ForecastOutputBuilder, render_exposition
 from tsf_adapter.remote.codec import encode_write_request

@@ -14,10 +14,11 @@ import tracemalloc
 
 import numpy as np
 
+from tsf_adapter.config import AggregateConfig, TargetConfig
 from tsf_adapter.core.selector import Matcher, MatchOp, Selector
 from tsf_adapter.core.series import Labels, make_labels
 from tsf_adapter.forecast.baselines import HoltWinters, PredictLinear
-from tsf_adapter.store.store import Aggregation, Store, TargetSpec
+from tsf_adapter.store.store import Store
 
 STEP_MS = 60_000
 T0 = 1_699_999_920_000
@@ -44,13 +45,13 @@ def selector() -> Selector:
     return Selector((Matcher("__name__", MatchOp.EQ, "storage_used_bytes"),))
 
 
-def raw_spec(history_steps: int) -> TargetSpec:
-    return TargetSpec(name="raw", selector=selector(), history_s=history_steps * 60.0)
+def raw_spec(history_steps: int) -> TargetConfig:
+    return TargetConfig(name="raw", selector=selector(), history=history_steps * 60.0)
 
 
-def agg_spec(history_steps: int) -> TargetSpec:
-    agg = Aggregation(op="sum", by=("cluster", "group", "storage_type"))
-    return TargetSpec(name="agg", selector=selector(), history_s=history_steps * 60.0, aggregation=agg)
+def agg_spec(history_steps: int) -> TargetConfig:
+    agg = AggregateConfig(op="sum", by=("cluster", "group", "storage_type"))
+    return TargetConfig(name="agg", selector=selector(), history=history_steps * 60.0, aggregate=agg)
 
 
 def fill(store: Store, labels: list[Labels], steps: int) -> np.ndarray:
@@ -61,7 +62,7 @@ def fill(store: Store, labels: list[Labels], steps: int) -> np.ndarray:
     return refs
 
 
-def memory(specs: list[TargetSpec], n: int, steps: int) -> tuple[int, int]:
+def memory(specs: list[TargetConfig], n: int, steps: int) -> tuple[int, int]:
     labels = series_labels(n)  # the receiver's objects, not the store's
     tracemalloc.start()
     store = Store(specs)
@@ -72,7 +73,7 @@ def memory(specs: list[TargetSpec], n: int, steps: int) -> tuple[int, int]:
     return current, grid
 
 
-def append_speed(specs: list[TargetSpec], n: int, batches: int) -> float:
+def append_speed(specs: list[TargetConfig], n: int, batches: int) -> float:
     """Microseconds per sample for batches of ``n`` samples, one per series, time moving forward."""
     store = Store(specs)
     labels = series_labels(n)

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from tsf_adapter.config.config import TargetConfig, decode_section
+from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import make_labels
 from tsf_adapter.forecast.neural.runtime import set_torch_threads

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from tsf_adapter.config import AggregateConfig, TargetConfig
 from tsf_adapter.core.selector import parse_selector
 from tsf_adapter.core.series import SeriesSamples, make_labels
 from tsf_adapter.pipeline.backfill import Backfilled, install
 from tsf_adapter.remote.codec import decompress, encode_write_request
 from tsf_adapter.remote.ingest import Ingester
-from tsf_adapter.store.store import Aggregation, Store, TargetSpec
+from tsf_adapter.store.store import Store
 
 A = make_labels({"__name__": "m", "instance": "a"})
 B = make_labels({"__name__": "n", "instance": "b"})
 
 
-def spec(name: str, selector: str, **kw: object) -> TargetSpec:
-    return TargetSpec(name=name, selector=parse_selector(selector), step_s=60.0, history_s=3600.0, **kw)  # type: ignore[arg-type]
+def spec(name: str, selector: str, aggregate: AggregateConfig | None = None) -> TargetConfig:
+    return TargetConfig(
+        name=name, selector=parse_selector(selector), step=60.0, history=3600.0, aggregate=aggregate
+    )
 
 
 def write(ingester: Ingester, series: list[SeriesSamples]) -> None:
@@ -43,9 +46,7 @@ def test_install_appends_history_and_a_reload_keeps_unchanged_targets() -> None:
     assert new is not None and new.labels == (B,) and new.values.tolist() == [[8.0]]
 
     # A changed target starts empty but picks up the series already known to the store.
-    install(
-        store, ingester, [spec("m", "m", aggregation=Aggregation(op="sum", by=()))], [parse_selector("m")], []
-    )
+    install(store, ingester, [spec("m", "m", AggregateConfig(op="sum"))], [parse_selector("m")], [])
     assert store.batch("m") is None
     assert set(store.targets) == {"m"}
     write(ingester, [SeriesSamples(A, [300_000], [4.0])])

@@ -7,7 +7,7 @@ from types import MappingProxyType
 import pytest
 import yaml
 
-from tsf_adapter.config.config import (
+from tsf_adapter.config import (
     AggregateConfig,
     Config,
     IngestConfig,
@@ -16,16 +16,17 @@ from tsf_adapter.config.config import (
     PositiveSeconds,
     TargetConfig,
     ThresholdConfig,
-    _StrictLoader,
     config_from_dict,
     decode_section,
     load_config,
 )
+from tsf_adapter.config.decoder import _StrictLoader
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.protocol import RW2_MESSAGE
 from tsf_adapter.core.selector import parse_selector
+from tsf_adapter.pipeline.targets import store_specs, threshold_target
 from tsf_adapter.remote.http import auth_headers
-from tsf_adapter.store.store import Aggregation, Store, TargetSpec
+from tsf_adapter.store.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = Path(__file__).resolve().parent / "testdata" / "config"
@@ -361,7 +362,7 @@ def test_lists_of_sections_decode_with_indexed_paths() -> None:
         decode_section(_WithTargets, {"targets": [{}]}, source="t.yaml")
 
 
-def test_a_target_decodes_with_its_defaults_and_becomes_a_store_spec() -> None:
+def test_a_target_decodes_with_its_defaults_and_is_its_own_store_target() -> None:
     cfg = config_from_dict({"targets": [{"name": "disk", "selector": "node_filesystem_avail_bytes"}]})
     (target,) = cfg.targets
     assert (target.step, target.history, target.horizons) == (60.0, 172800.0, (3600.0, 21600.0))
@@ -369,10 +370,9 @@ def test_a_target_decodes_with_its_defaults_and_becomes_a_store_spec() -> None:
     assert (target.retrain_every, target.forecast_every, target.threshold) == (3600.0, 60.0, None)
     assert target.horizon_steps == (60, 360)
     assert cfg.output == OutputConfig(mode="remote_write", future_timestamps=False)
-    assert target.to_spec() == TargetSpec(
-        name="disk", selector=parse_selector("node_filesystem_avail_bytes"), step_s=60.0, history_s=172800.0
-    )
-    assert target.threshold_spec() is None
+    assert target == TargetConfig(name="disk", selector=parse_selector("node_filesystem_avail_bytes"))
+    assert store_specs([target]) == [target]
+    assert threshold_target(target) is None
 
 
 def test_the_issue_example_target_decodes_and_wires_into_the_store() -> None:
@@ -396,25 +396,47 @@ targets:
     (target,) = _load_text(text).targets
     by = ("group", "user", "storage_type", "cluster")
     assert target.horizon_steps == (12, 72, 288)
-    assert target.to_spec() == TargetSpec(
-        name="storage-quota",
-        selector=parse_selector('storage_used_bytes{cluster=~".+"}'),
-        step_s=300.0,
-        history_s=7 * 86400.0,
-        aggregation=Aggregation(op="sum", by=by),
+    assert (target.name, target.selector, target.step, target.history) == (
+        "storage-quota",
+        parse_selector('storage_used_bytes{cluster=~".+"}'),
+        300.0,
+        7 * 86400.0,
     )
+    assert target.aggregate == AggregateConfig(op="sum", by=by, lookback=300.0, settle=120.0)
     # The limit series get a store target of their own, on the same step, under a name no
     # configured target can have; its history is short because only the latest value is used.
-    assert target.threshold_spec() == TargetSpec(
-        name="storage-quota/threshold",
-        selector=parse_selector("storage_quota_bytes"),
-        step_s=300.0,
-        history_s=3600.0,
-    )
-    limit_spec = target.threshold_spec()
+    limit_spec = threshold_target(target)
     assert limit_spec is not None
-    store = Store([target.to_spec(), limit_spec])
+    assert (limit_spec.name, limit_spec.selector, limit_spec.step, limit_spec.history) == (
+        "storage-quota/threshold",
+        parse_selector("storage_quota_bytes"),
+        300.0,
+        3600.0,
+    )
+    assert (limit_spec.aggregate, limit_spec.threshold) == (None, None)
+    assert store_specs([target]) == [target, limit_spec]
+    store = Store([target, limit_spec])
     assert set(store.targets) == {"storage-quota", "storage-quota/threshold"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"step": 0}, "step: must be > 0 (got 0)"),
+        ({"step": 0.0001}, "step: must be a whole number of milliseconds (got 0.0001s)"),
+        ({"history": "2h"}, "history: must be at least twice the longest horizon (got 2h < 2 x 6h)"),
+        ({"aggregate": {"op": "sum", "lookback": 0}}, "aggregate.lookback: must be > 0 (got 0)"),
+        (
+            {"aggregate": {"op": "sum", "settle": -1}},
+            "aggregate.settle: expected a duration such as 30s or 1h30m (got -1)",
+        ),
+    ],
+)
+def test_the_decoder_rejects_grids_the_store_cannot_hold(data: dict[str, object], message: str) -> None:
+    # The store takes a decoded TargetConfig as it is and does not check it again.
+    with pytest.raises(ConfigError) as caught:
+        decode_section(TargetConfig, {"name": "t", "selector": "x", **data}, source="t.yaml")
+    assert str(caught.value) == f"t.yaml: {message}"
 
 
 def _load_text(text: str) -> Config:

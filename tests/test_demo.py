@@ -26,7 +26,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tsf_adapter.config.config import RemoteReadConfig, TargetConfig, decode_section
+from tsf_adapter.config import RemoteReadConfig, TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.selector import parse_selector
 from tsf_adapter.pipeline.output import ForecastOutputBuilder, render_exposition

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tsf_adapter.config.config import load_config
+from tsf_adapter.config import load_config
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 YAML_FILES = sorted(DEPLOY.rglob("*.yml")) + sorted(DEPLOY.rglob("*.yaml"))

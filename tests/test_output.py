@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from tsf_adapter.config.config import TargetConfig, decode_section
+from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import Labels, SeriesSamples, make_labels
 from tsf_adapter.pipeline.output import (

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tsf_adapter.config.config import TargetConfig, decode_section
+from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import Labels, make_labels
@@ -121,7 +121,7 @@ def pools() -> Iterator[Workers]:
 async def env(pools: Workers) -> AsyncIterator[Env]:
     registry = CollectorRegistry()
     clock = FakeClock()
-    store = Store([target().to_spec()])
+    store = Store([target()])
     outputs: list[ForecastOutput] = []
 
     async def emit(out: ForecastOutput) -> None:

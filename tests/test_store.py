@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import doctest
+import dataclasses
 import math
 from collections import defaultdict
 
@@ -9,12 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.config import AggregateConfig, TargetConfig
 from tsf_adapter.core.selector import Matcher, MatchOp, Selector
 from tsf_adapter.core.series import STALE_NAN, Labels, make_labels
 from tsf_adapter.remote.ingest import SampleSink
-from tsf_adapter.store import store as store_module
-from tsf_adapter.store.store import Aggregation, Store, TargetSpec
+from tsf_adapter.store.store import Store
 
 STEP = 60_000
 nan = math.nan
@@ -40,7 +39,7 @@ def push(store: Store, samples: list[tuple[Labels, int, float]]) -> None:
 
 
 def raw_store(history_s: float = 600.0) -> Store:
-    return Store([TargetSpec(name="disk", selector=name_is("disk"), step_s=60, history_s=history_s)])
+    return Store([TargetConfig(name="disk", selector=name_is("disk"), step=60, history=history_s)])
 
 
 def test_store_is_a_sample_sink() -> None:
@@ -51,8 +50,8 @@ def test_store_is_a_sample_sink() -> None:
 def test_series_ref_is_idempotent_and_routes_to_every_target_that_wants_it() -> None:
     store = Store(
         [
-            TargetSpec(name="a", selector=name_is("disk")),
-            TargetSpec(name="b", selector=Selector((Matcher("job", MatchOp.EQ, "x"),)), step_s=120),
+            TargetConfig(name="a", selector=name_is("disk")),
+            TargetConfig(name="b", selector=Selector((Matcher("job", MatchOp.EQ, "x"),)), step=120),
         ]
     )
     disk_x, disk_y, net_x = lbl("disk", job="x"), lbl("disk", job="y"), lbl("net", job="x")
@@ -178,11 +177,11 @@ def test_raw_grid_matches_a_reference_model(batches: list[list[tuple[int, int, f
 
 
 def agg_store(op: str = "sum", settle_s: float = 600.0, lookback_s: float = 300.0) -> Store:
-    spec = TargetSpec(
+    spec = TargetConfig(
         name="used",
         selector=name_is("used"),
-        history_s=3600.0,
-        aggregation=Aggregation(op=op, by=("cluster",), lookback_s=lookback_s, settle_s=settle_s),  # type: ignore[arg-type]
+        history=3600.0,
+        aggregate=AggregateConfig(op=op, by=("cluster",), lookback=lookback_s, settle=settle_s),  # type: ignore[arg-type]
     )
     return Store([spec])
 
@@ -299,26 +298,23 @@ def test_aggregation_labels_keep_only_the_by_labels() -> None:
     assert store.targets["used"].current_stats().series == 2
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"step_s": 0}, "step: must be a positive"),
-        ({"step_s": 0.0001}, "step: must be a positive"),
-        ({"history_s": 10}, "history: must be at least one step"),
-        ({"aggregation": Aggregation(op="sum", by=(), lookback_s=0)}, "lookback: must be > 0"),
-        ({"aggregation": Aggregation(op="sum", by=(), settle_s=-1)}, "settle: must be >= 0"),
-    ],
-)
-def test_target_spec_validation(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        TargetSpec(name="t", selector=name_is("x"), **kwargs)  # type: ignore[arg-type]
+# The grid rules (step, history, lookback, settle) are the decoder's: see tests/test_config.py.
 
 
 def test_duplicate_target_names_are_rejected() -> None:
-    spec = TargetSpec(name="t", selector=name_is("x"))
-    with pytest.raises(ConfigError, match="duplicate target name 't'"):
+    spec = TargetConfig(name="t", selector=name_is("x"))
+    with pytest.raises(ValueError, match="duplicate target name 't'"):
         Store([spec, spec])
 
 
-def test_docstring_examples() -> None:
-    assert doctest.testmod(store_module).failed == 0
+def test_reconfigure_keeps_a_grid_unless_what_it_holds_changes() -> None:
+    disk = TargetConfig(name="disk", selector=name_is("disk"), history=600.0)
+    store = Store([disk])
+    push(store, [(lbl("disk"), T0, 1.0)])
+    # Horizons and model say what is done with the series, not which are kept: the grid stays.
+    store.reconfigure([dataclasses.replace(disk, horizons=(60.0,))])
+    kept = store.batch("disk")
+    assert kept is not None and kept.values.tolist() == [[1.0]]
+    assert store.targets["disk"].target.horizons == (60.0,)
+    store.reconfigure([dataclasses.replace(disk, step=120.0)])
+    assert store.batch("disk") is None

@@ -18,7 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tsf_adapter import __version__
-from tsf_adapter.config.config import Config, load_config
+from tsf_adapter.config import Config, TargetConfig, load_config
 from tsf_adapter.core.address import split_host_port
 from tsf_adapter.core.errors import ConfigError, InputError, SelectorError
 from tsf_adapter.core.lifecycle import Readiness
@@ -26,7 +26,7 @@ from tsf_adapter.core.selector import Selector, parse_selector
 from tsf_adapter.core.units import parse_duration
 from tsf_adapter.server.app import REGISTRY, build_app
 from tsf_adapter.server.loop import run
-from tsf_adapter.store.store import Store, TargetSpec
+from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter")
 
@@ -163,8 +163,18 @@ def _cmd_receive(args: argparse.Namespace) -> int:
     texts = args.selector or [str(s) for s in config.ingest.selectors] or [RECEIVE_ALL]
     selectors = [parse_selector(t) for t in texts]
     listen = args.listen or config.server.listen_address
-    targets = [TargetSpec(name=f"ingest-{i}", selector=s, step_s=args.step) for i, s in enumerate(selectors)]
+    targets = [TargetConfig(name=f"ingest-{i}", selector=s, step=args.step) for i, s in enumerate(selectors)]
+    _check_grid(targets[0])
     return run(_serve_receiver(config, Store(targets), selectors, listen))
+
+
+def _check_grid(target: TargetConfig) -> None:
+    """``--step`` comes from the command line, not the decoder, so its grid rules are checked here."""
+    where = f"targets.{target.name}"
+    if target.step <= 0 or target.step * 1000 != int(target.step * 1000):
+        raise ConfigError(f"{where}.step: must be a positive whole number of ms (got {target.step}s)")
+    if target.history < target.step:
+        raise ConfigError(f"{where}.history: must be at least one step (got {target.history}s)")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -19,10 +19,11 @@ import snappy
 
 from tests.prometheus import PrometheusProcess
 from tsf_adapter._pb import remote_pb2
+from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.selector import Matcher, MatchOp, Selector
 from tsf_adapter.core.series import STALE_NAN, make_labels
 from tsf_adapter.forecast.baselines import PredictLinear, holt_winters, predict_linear, select_range
-from tsf_adapter.store.store import Store, TargetSpec
+from tsf_adapter.store.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +156,7 @@ def test_store_and_forecaster_reproduce_prometheus(
     assert post(f"{prom.url}/api/v1/write", write_request(series)) == 204
 
     selector = Selector((Matcher("__name__", MatchOp.EQ, "pl_test"),))
-    store = Store([TargetSpec(name="pl", selector=selector, history_s=86_400)])
+    store = Store([TargetConfig(name="pl", selector=selector, history=86_400)])
     ref = store.series_ref(make_labels({"__name__": "pl_test", "job": "baseline"}))
     assert ref is not None
     ts, vs = series["pl_test"]

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from tests.test_cli import ReceiverProcess
 from tests.test_ingest import RecordingSink, expected_rows, wire_series
 from tsf_adapter._pb import types_pb2, write_v2_pb2
-from tsf_adapter.config.config import Config, ServerConfig
+from tsf_adapter.config import Config, ServerConfig
 from tsf_adapter.core.errors import DecodeError
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
 from tsf_adapter.core.selector import parse_selector

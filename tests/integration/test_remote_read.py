@@ -21,7 +21,7 @@ import snappy
 
 from tests.prometheus import PrometheusProcess
 from tsf_adapter._pb import remote_pb2, types_pb2
-from tsf_adapter.config.config import RemoteReadConfig
+from tsf_adapter.config import RemoteReadConfig
 from tsf_adapter.core.selector import Matcher, MatchOp, Selector
 from tsf_adapter.core.series import STALE_NAN, SeriesSamples, make_labels
 from tsf_adapter.remote.read_client import RemoteReadClient, split_range

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.prometheus import PrometheusProcess
 from tests.remote.test_queue import eventually
-from tsf_adapter.config.config import QueueConfig, RemoteWriteConfig
+from tsf_adapter.config import QueueConfig, RemoteWriteConfig
 from tsf_adapter.core.protocol import RW2_MESSAGE
 from tsf_adapter.core.series import SeriesSamples, make_labels
 from tsf_adapter.remote.queue import WriteQueue

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.remote.test_write_client import FakeReceiver, Reply
-from tsf_adapter.config.config import QueueConfig, RemoteWriteConfig
+from tsf_adapter.config import QueueConfig, RemoteWriteConfig
 from tsf_adapter.core.errors import RecoverableError, WriteRejected
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
 from tsf_adapter.core.series import Labels, SeriesSamples, make_labels

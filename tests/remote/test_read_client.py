@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tsf_adapter._pb import remote_pb2, types_pb2
-from tsf_adapter.config.config import BasicAuth, RemoteReadConfig
+from tsf_adapter.config import BasicAuth, RemoteReadConfig
 from tsf_adapter.core.errors import RecoverableError, RemoteError
 from tsf_adapter.core.selector import Matcher, MatchOp, Selector
 from tsf_adapter.core.series import STALE_NAN, SeriesSamples, make_labels

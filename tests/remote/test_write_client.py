@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.prometheus import free_port
-from tsf_adapter.config.config import BasicAuth, QueueConfig, RemoteWriteConfig
+from tsf_adapter.config import BasicAuth, QueueConfig, RemoteWriteConfig
 from tsf_adapter.core.errors import RecoverableError, WriteRejected
 from tsf_adapter.core.protocol import RW2_MESSAGE
 from tsf_adapter.remote.http import MAX_REASON_CHARS, USER_AGENT, first_line, parse_retry_after

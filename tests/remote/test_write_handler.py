@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.test_ingest import RecordingSink
 from tsf_adapter._pb import remote_pb2, types_pb2, write_v2_pb2
-from tsf_adapter.config.config import Config, ServerConfig
+from tsf_adapter.config import Config, ServerConfig
 from tsf_adapter.core.lifecycle import Readiness
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
 from tsf_adapter.core.selector import parse_selector

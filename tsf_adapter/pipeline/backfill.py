@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import SeriesSamples
 from tsf_adapter.remote.ingest import Ingester
 from tsf_adapter.remote.read_client import RemoteReadClient
-from tsf_adapter.store.store import Store, TargetSpec
+from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.backfill")
 
@@ -34,7 +35,7 @@ logger = logging.getLogger("tsf_adapter.backfill")
 class Backfilled:
     """The history read for one store target (empty when the read failed)."""
 
-    spec: TargetSpec
+    spec: TargetConfig
     series: list[SeriesSamples]
 
     @property
@@ -43,16 +44,16 @@ class Backfilled:
 
 
 async def read_history(
-    client: RemoteReadClient, specs: Sequence[TargetSpec], now_ms: int, *, concurrency: int = 2
+    client: RemoteReadClient, specs: Sequence[TargetConfig], now_ms: int, *, concurrency: int = 2
 ) -> list[Backfilled]:
     """Read ``[now - history, now]`` of every spec, ``concurrency`` specs at a time, logging progress."""
     semaphore = asyncio.Semaphore(max(1, concurrency))
     done = 0
 
-    async def one(spec: TargetSpec) -> Backfilled:
+    async def one(spec: TargetConfig) -> Backfilled:
         nonlocal done
         async with semaphore:
-            start_ms = now_ms - round(spec.history_s * 1000)
+            start_ms = now_ms - round(spec.history * 1000)
             try:
                 series = await client.read(spec.selector, start_ms, now_ms)
             except Exception as exc:
@@ -81,7 +82,7 @@ async def read_history(
 def install(
     store: Store,
     ingester: Ingester,
-    specs: Iterable[TargetSpec],
+    specs: Iterable[TargetConfig],
     selectors: Sequence[Selector],
     history: Sequence[Backfilled],
 ) -> int:

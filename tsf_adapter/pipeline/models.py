@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from statistics import median
 from typing import TYPE_CHECKING, Final
 
-from tsf_adapter.config.config import ModelConfig, TargetConfig
+from tsf_adapter.config import ModelConfig, TargetConfig
 from tsf_adapter.core.series import Labels
 from tsf_adapter.forecast import registry
 from tsf_adapter.forecast.base import Forecaster
@@ -48,7 +48,7 @@ def is_neural(model_cfg: ModelConfig) -> bool:
 def input_steps(target: TargetConfig) -> int:
     """The input window in steps for ``target`` (rule in the module docstring).
 
-    >>> from tsf_adapter.config.config import decode_section
+    >>> from tsf_adapter.config import decode_section
     >>> input_steps(decode_section(TargetConfig, {"name": "d", "selector": "disk"}))  # 1m step, 6h, 2d
     288
     """

@@ -43,7 +43,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config.config import TargetConfig
+from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import METRIC_NAME_LABEL, STALE_NAN, Labels, SeriesSamples
 from tsf_adapter.core.units import format_duration
@@ -313,7 +313,7 @@ def _escape(value: str) -> str:
 class ForecastOutputBuilder:
     """Builds the ``ForecastOutput`` of one target at each forecast, caching per-series labels.
 
-    >>> from tsf_adapter.config.config import decode_section
+    >>> from tsf_adapter.config import decode_section
     >>> cfg = decode_section(TargetConfig, {"name": "d", "selector": "disk", "horizons": ["1m"]})
     >>> batch = GridBatch("d", ((("__name__", "disk"),),), np.array([[5.0, 6.0]]), 60_000, 60_000)
     >>> out = ForecastOutputBuilder(cfg).build(batch, np.array([[[6.5], [7.0], [7.5]]]), now_ms=130_000)

@@ -60,7 +60,7 @@ from typing import Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config.config import TargetConfig
+from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import TsfAdapterError
 from tsf_adapter.core.grid import GridBatch
@@ -77,6 +77,7 @@ from tsf_adapter.pipeline.models import (
     snapshot,
 )
 from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
+from tsf_adapter.pipeline.targets import threshold_target
 from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.scheduler")
@@ -146,8 +147,8 @@ class TargetRunner:
         self.horizon_steps = max(target.horizon_steps)
         self._horizon_cols = np.asarray(target.horizon_steps, dtype=np.intp) - 1
         self._median = target.quantiles.index(0.5)
-        threshold = target.threshold_spec()
-        self._limits_name = None if threshold is None else threshold.name
+        limits = threshold_target(target)
+        self._limits_name = None if limits is None else limits.name
         self.fitted = False  # a model exists (trained here or loaded)
         self.next_forecast = -math.inf
         self.next_train = -math.inf

@@ -19,7 +19,7 @@ from typing import Final
 import aiohttp
 
 from tsf_adapter import __version__
-from tsf_adapter.config.config import HttpClientConfig
+from tsf_adapter.config import HttpClientConfig
 
 USER_AGENT = f"tsf-adapter/{__version__}"
 

@@ -36,7 +36,7 @@ from typing import Any, Final
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from tsf_adapter.config.config import QueueConfig
+from tsf_adapter.config import QueueConfig
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import RecoverableError, TsfAdapterError, WriteRejected
 from tsf_adapter.core.protocol import RW1_MESSAGE

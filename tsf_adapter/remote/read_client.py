@@ -38,7 +38,7 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config.config import RemoteReadConfig
+from tsf_adapter.config import RemoteReadConfig
 from tsf_adapter.core.errors import DecodeError, RecoverableError, RemoteError, UnsupportedEncodingError
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, SeriesSamples

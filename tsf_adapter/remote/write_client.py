@@ -29,7 +29,7 @@ from typing import Final, Protocol
 
 import aiohttp
 
-from tsf_adapter.config.config import RemoteWriteConfig
+from tsf_adapter.config import RemoteWriteConfig
 from tsf_adapter.core.errors import RecoverableError, WriteRejected
 from tsf_adapter.core.protocol import RW2_MESSAGE
 from tsf_adapter.remote.codec import content_type, version_header

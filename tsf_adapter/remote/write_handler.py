@@ -30,7 +30,7 @@ from concurrent.futures import Executor
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from tsf_adapter.config.config import ServerConfig
+from tsf_adapter.config import ServerConfig
 from tsf_adapter.core.errors import DecodeError
 from tsf_adapter.core.lifecycle import Readiness
 from tsf_adapter.core.protocol import RW2_MESSAGE

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from tsf_adapter.config.config import Config
+from tsf_adapter.config import Config
 from tsf_adapter.core.lifecycle import Readiness
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.remote.ingest import Ingester, SampleSink

@@ -38,23 +38,23 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from tsf_adapter.config.config import Config, TargetConfig, load_config
+from tsf_adapter.config import Config, TargetConfig, load_config
 from tsf_adapter.core.address import split_host_port
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.lifecycle import Readiness
-from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import STALE_NAN, SeriesSamples
 from tsf_adapter.pipeline.backfill import install, read_history
 from tsf_adapter.pipeline.metrics import DaemonMetrics
 from tsf_adapter.pipeline.models import is_neural
 from tsf_adapter.pipeline.output import ForecastOutput, StalenessTracker, render_exposition
 from tsf_adapter.pipeline.scheduler import RunnerDeps, Scheduler, Workers
+from tsf_adapter.pipeline.targets import receiver_selectors, store_specs
 from tsf_adapter.remote.queue import QueueCollector, WriteQueue
 from tsf_adapter.remote.read_client import RemoteReadClient
 from tsf_adapter.remote.write_client import RemoteWriteClient
 from tsf_adapter.server.app import INGEST_EXECUTOR, INGESTER, build_app
-from tsf_adapter.store.store import Store, TargetSpec
+from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.daemon")
 
@@ -63,22 +63,6 @@ EXPOSITION_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 BACKFILL_TARGETS_AT_ONCE: Final = 2
 # Sections a reload cannot change in a running process.
 _RESTART_ONLY: Final = ("server", "prometheus", "output", "state_dir")
-
-
-def store_specs(targets: Iterable[TargetConfig]) -> list[TargetSpec]:
-    """Every store target: each target's grid, and the grid of its threshold's limit series."""
-    specs: list[TargetSpec] = []
-    for target in targets:
-        specs.append(target.to_spec())
-        threshold = target.threshold_spec()
-        if threshold is not None:
-            specs.append(threshold)
-    return specs
-
-
-def receiver_selectors(config: Config) -> list[Selector]:
-    """What the receiver keeps: the ingest selectors and every target's (and limit's) selector."""
-    return [*config.ingest.selectors, *(spec.selector for spec in store_specs(config.targets))]
 
 
 def state_dir(config: Config, config_path: Path) -> Path:

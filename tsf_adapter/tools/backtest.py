@@ -426,7 +426,7 @@ async def read_prometheus(
     (and any NaN) are gaps, so they are dropped here."""
     import aiohttp
 
-    from tsf_adapter.config.config import RemoteReadConfig
+    from tsf_adapter.config import RemoteReadConfig
     from tsf_adapter.remote.read_client import RemoteReadClient
 
     async with aiohttp.ClientSession() as session:

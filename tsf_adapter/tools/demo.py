@@ -41,7 +41,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from tsf_adapter.config.config import Config, config_from_dict
+from tsf_adapter.config import Config, config_from_dict
 from tsf_adapter.core.address import split_host_port
 from tsf_adapter.server.daemon import Daemon
 from tsf_adapter.tools.demo_feed import DemoCluster, LiveFeed, SimClock, make_cluster, make_history_app

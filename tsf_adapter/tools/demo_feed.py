@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
-from tsf_adapter.config.config import QueueConfig, RemoteWriteConfig
+from tsf_adapter.config import QueueConfig, RemoteWriteConfig
 from tsf_adapter.core.errors import DecodeError
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import METRIC_NAME_LABEL, Labels, SeriesSamples

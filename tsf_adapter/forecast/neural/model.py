@@ -29,7 +29,7 @@ from typing import Any, ClassVar, get_args
 import numpy as np
 import numpy.typing as npt
 
-from tsf_adapter.config.config import decode_section
+from tsf_adapter.config import decode_section
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.forecast.neural.features import FeatureConfig

@@ -1,0 +1,212 @@
+"""A forecasting target's section: which series, on which grid, which horizons, which model.
+
+The ``TargetConfig`` is the one description of a target: the store keeps its grid
+from it, the scheduler runs it, the models are built from it. Every default lives
+here, commented with why, and the decoder checks every rule before anything else
+sees it, so no later layer checks again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from tsf_adapter.config.fields import (
+    PositiveFloat,
+    PositiveSeconds,
+    Problems,
+    Seconds,
+    label_name_problems,
+    show,
+    show_seconds,
+)
+from tsf_adapter.core.selector import Selector
+from tsf_adapter.core.series import METRIC_NAME_LABEL
+
+ModelKind = Literal[
+    "lstm", "gru", "transformer", "auto", "predict_linear", "holt_winters", "last_value", "seasonal_naive"
+]
+ModelScope = Literal["per_series", "global"]
+AggregationOp = Literal["sum", "avg", "max", "min", "count"]
+
+# A target needs some past on its grid before any model (even predict_linear) says anything useful.
+MIN_HISTORY_STEPS: Final = 10
+# Prometheus's default --query.lookback-delta: an instant query finds a series only when its newest
+# sample is at most this old, so forecasts written less often than this flicker in and out.
+LOOKBACK_S: Final = 300.0
+_TARGET_NAME: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregateConfig:
+    """``op by (by...)`` applied as series arrive, like a recording rule ``sum by (...) (selector)``."""
+
+    op: AggregationOp
+    # No labels: one series for the whole selector, as `sum(x)` gives.
+    by: tuple[str, ...] = ()
+    # Prometheus's default --query.lookback-delta: a member counts while its last sample is this recent.
+    lookback: PositiveSeconds = 300.0
+    # How long a step waits for late samples before it is final (remote-write delivers in seconds).
+    settle: Seconds = 120.0
+
+    def problems(self) -> Problems:
+        yield from label_name_problems("by", self.by)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConfig:
+    # LSTM per series: the model this daemon exists for; the trainer fits every series of a target
+    # as one stacked program, so per-series costs one tensor program, not one Python loop per series.
+    # `global` (one shared network) is the choice for tens of thousands of series on a CPU.
+    kind: ModelKind = "lstm"
+    scope: ModelScope = "per_series"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThresholdConfig:
+    """What a forecast is compared with: a constant ``value``, or a limit series joined ``on`` labels.
+
+    The threshold is ``value * ratio`` or ``latest limit * ratio``; e.g. ratio 0.9 warns at 90% of a quota.
+    """
+
+    value: float | None = None
+    selector: Selector | None = None
+    # Labels that pair a forecast series with its limit series (many-to-one). Empty: one limit for all.
+    on: tuple[str, ...] = ()
+    ratio: PositiveFloat = 1.0
+    # "above": time until the forecast rises to the threshold (quotas, capacity); "below": until it
+    # falls to it (free space, remaining budget).
+    direction: Literal["above", "below"] = "above"
+
+    def problems(self) -> Problems:
+        if (self.value is None) == (self.selector is None):
+            got = "neither" if self.value is None else "both"
+            yield "", f"exactly one of value, selector must be set (got {got})"
+        if self.value is not None and not math.isfinite(self.value):
+            yield "value", f"must be a finite number (got {show(self.value)})"
+        if self.value is not None and self.on:
+            yield "on", "only applies with selector (a constant value has no labels to join on)"
+        yield from label_name_problems("on", self.on)
+        if not math.isfinite(self.ratio):
+            yield "ratio", f"must be a finite number (got {show(self.ratio)})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetConfig:
+    """One forecasting target: which series, on which grid, which horizons, which model.
+
+    >>> from tsf_adapter.config.decoder import decode_section
+    >>> t = decode_section(TargetConfig, {"name": "disk", "selector": "node_filesystem_avail_bytes"})
+    >>> t.horizons, t.quantiles, t.step_ms
+    ((3600.0, 21600.0), (0.1, 0.5, 0.9), 60000)
+    """
+
+    # Names the target in logs, self-metrics and the store; letters, digits, '_', '.', '-'.
+    name: str
+    selector: Selector
+    aggregate: AggregateConfig | None = None
+    # One minute: a whole number of scrape intervals for the usual 15s-1m, fine enough for hour-scale
+    # horizons, and 1,440 steps a day for the models to learn daily patterns from.
+    step: PositiveSeconds = 60.0
+    # Two days on the grid (2,880 steps, 23 KiB per series): two daily cycles for the models and
+    # seasonal_naive, and far more than predict_linear over the longest default horizon needs.
+    history: PositiveSeconds = 2 * 86_400.0
+    # 1h for "soon", 6h for "plan today"; longer horizons need a longer history (2x, checked).
+    horizons: tuple[PositiveSeconds, ...] = (3600.0, 6 * 3600.0)
+    # The median and an 80% interval: wide enough to act on, not so wide that it says nothing.
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # New series wait at most this long for a model of their own (predict_linear until then), and an
+    # hour of new data is about the least that changes a model trained on two days.
+    retrain_every: PositiveSeconds = 3600.0
+    # Under Prometheus's 5m lookback, so the forecast series never drop out of instant queries; a
+    # forecast from a trained model is about 1 ms per series, so each minute costs little.
+    forecast_every: PositiveSeconds = 60.0
+    threshold: ThresholdConfig | None = None
+
+    @property
+    def step_ms(self) -> int:
+        return round(self.step * 1000)
+
+    @property
+    def horizon_steps(self) -> tuple[int, ...]:
+        """Each horizon in grid steps (a whole number: validated)."""
+        return tuple(round(h * 1000) // self.step_ms for h in self.horizons)
+
+    @property
+    def metric_name(self) -> str | None:
+        """The name the selector pins with ``=``: what aggregated forecast series are named after."""
+        return self.selector.metric_name
+
+    def problems(self) -> Problems:
+        if not _TARGET_NAME.fullmatch(self.name):
+            rule = "must be letters, digits, '_', '.' or '-', starting with a letter or digit"
+            yield "name", f"{rule} (got {show(self.name)})"
+        step_ms = self.step * 1000
+        if step_ms != round(step_ms):
+            yield "step", f"must be a whole number of milliseconds (got {self.step}s)"
+            return
+        yield from self._horizon_problems()
+        yield from self._quantile_problems()
+        if self.retrain_every < self.forecast_every:
+            got = f"{show_seconds(self.retrain_every)} < {show_seconds(self.forecast_every)}"
+            yield "retrain_every", f"must be >= forecast_every (got {got})"
+        agg = self.aggregate
+        if agg is not None and METRIC_NAME_LABEL not in agg.by and self.metric_name is None:
+            yield (
+                "aggregate.by",
+                (
+                    "aggregated series have no metric name to name the forecasts after: "
+                    "pin one in the selector (name{...}) or add __name__ to by"
+                ),
+            )
+        if self.threshold is not None:
+            yield from self._threshold_problems(self.threshold)
+
+    def _horizon_problems(self) -> Problems:
+        if not self.horizons:
+            yield "horizons", "must list at least one horizon (got [])"
+            return
+        step = show_seconds(self.step)
+        for i, h in enumerate(self.horizons):
+            if round(h * 1000) % self.step_ms:
+                yield (
+                    f"horizons[{i}]",
+                    f"must be a whole number of steps (got {show_seconds(h)}, step {step})",
+                )
+            if i and h <= self.horizons[i - 1]:
+                got = f"{show_seconds(h)} after {show_seconds(self.horizons[i - 1])}"
+                yield f"horizons[{i}]", f"must be greater than the one before it (got {got})"
+        longest = max(self.horizons)
+        if self.history < 2 * longest:
+            got = f"{show_seconds(self.history)} < 2 x {show_seconds(longest)}"
+            yield "history", f"must be at least twice the longest horizon (got {got})"
+        elif self.history < MIN_HISTORY_STEPS * self.step:
+            got = f"{show_seconds(self.history)} < {MIN_HISTORY_STEPS} x {step}"
+            yield "history", f"must hold at least {MIN_HISTORY_STEPS} steps (got {got})"
+
+    def _quantile_problems(self) -> Problems:
+        for i, q in enumerate(self.quantiles):
+            if not 0 < q < 1:
+                yield f"quantiles[{i}]", f"must be strictly between 0 and 1 (got {show(q)})"
+            elif i and q <= self.quantiles[i - 1]:
+                got = f"{show(q)} after {show(self.quantiles[i - 1])}"
+                yield f"quantiles[{i}]", f"must be greater than the one before it (got {got})"
+        if 0.5 not in self.quantiles:
+            # The median is the point forecast: forecast_error and the baselines are scored on it.
+            yield "quantiles", f"must include 0.5, the median (got {list(self.quantiles)})"
+
+    def _threshold_problems(self, threshold: ThresholdConfig) -> Problems:
+        if threshold.selector is None:
+            return
+        agg = self.aggregate
+        if agg is not None:
+            missing = [name for name in threshold.on if name not in agg.by]
+            if missing:
+                got = f"{', '.join(missing)} not in [{', '.join(agg.by)}]"
+                yield "threshold.on", f"must be labels of aggregate.by, the only labels left (got {got})"
+        name = threshold.selector.metric_name
+        if name is not None and name == self.metric_name:
+            yield "threshold.selector", f"must select another metric than the target's own (got {name!r})"
