@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
 from tests.prometheus import PrometheusProcess
-from tests.test_ingest import RecordingSink
+from tests.remote.test_ingest import RecordingSink
 from tsf_adapter.config import Config
 from tsf_adapter.core.selector import parse_selector
 from tsf_adapter.core.series import Labels, is_stale, make_labels

@@ -32,8 +32,8 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.remote.test_ingest import RecordingSink, expected_rows, wire_series
 from tests.test_cli import ReceiverProcess
-from tests.test_ingest import RecordingSink, expected_rows, wire_series
 from tsf_adapter._pb import types_pb2, write_v2_pb2
 from tsf_adapter.config import Config, ServerConfig
 from tsf_adapter.core.errors import DecodeError

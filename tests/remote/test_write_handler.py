@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from tests.test_ingest import RecordingSink
+from tests.remote.test_ingest import RecordingSink
 from tsf_adapter._pb import remote_pb2, types_pb2, write_v2_pb2
 from tsf_adapter.config import Config, ServerConfig
 from tsf_adapter.core.lifecycle import Readiness

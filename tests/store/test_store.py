@@ -298,7 +298,7 @@ def test_aggregation_labels_keep_only_the_by_labels() -> None:
     assert store.targets["used"].current_stats().series == 2
 
 
-# The grid rules (step, history, lookback, settle) are the decoder's: see tests/test_config.py.
+# The grid rules (step, history, lookback, settle) are the decoder's: see tests/config/test_config.py.
 
 
 def test_duplicate_target_names_are_rejected() -> None:

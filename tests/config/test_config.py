@@ -28,8 +28,8 @@ from tsf_adapter.pipeline.targets import store_specs, threshold_target
 from tsf_adapter.remote.http import auth_headers
 from tsf_adapter.store.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
-TESTDATA = Path(__file__).resolve().parent / "testdata" / "config"
+ROOT = Path(__file__).resolve().parents[2]
+TESTDATA = ROOT / "tests" / "testdata" / "config"
 
 # Fixture name -> the exact message after "<file>: ". {dir} is the fixture directory.
 BAD_CONFIGS = {

@@ -43,7 +43,7 @@ from tsf_adapter.tools.demo_status import (
 )
 from tsf_adapter.tools.simulate import Simulation
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HANG_GUARD = 90.0  # seconds; only against a hang, never a speed assertion
 SMALL = ["--clusters", "1", "--groups", "1", "--users", "2", "--listen", "127.0.0.1:0"]
 ID_LABELS = {"cluster", "group", "user", "storage_type"}
