@@ -72,7 +72,7 @@ def main() -> None:
     budget = args.budget if args.budget is not None else TRAIN_BUDGET_FRACTION * target.retrain_every
     threads = set_torch_threads()
     batch = make_batch(target, args.series)
-    model = make_forecaster(target.model, target, budget_s=budget, device="cpu")
+    model = make_forecaster(target, budget_s=budget, device="cpu")
     print(
         f"{args.series} series x {batch.n_steps} steps ({target.step:g}s step), horizons "
         f"{[int(h) for h in target.horizons]}s, input {input_steps(target)} steps, kind {args.kind}, "

@@ -51,10 +51,10 @@ from tsf_adapter.forecast.neural.features import (
 from tsf_adapter.forecast.neural.nets import (
     ForecastNet,
     NetConfig,
-    NetKind,
     pinball_loss,
     reset_parameters,
 )
+from tsf_adapter.forecast.options import NetKind
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
