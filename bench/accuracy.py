@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = tuple(args.train_setting)
     if settings:
         from tsf_adapter.forecast.neural.model import with_settings
-        from tsf_adapter.forecast.neural.trainer import TrainConfig
+        from tsf_adapter.forecast.neural.state import TrainConfig
 
         try:
             with_settings(TrainConfig(), settings)  # a typo fails now, not after the first series

@@ -25,7 +25,8 @@ import numpy as np
 from tsf_adapter.config.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import make_labels
-from tsf_adapter.forecast.neural.trainer import FitReport, NeuralForecaster
+from tsf_adapter.forecast.neural.state import FitReport
+from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 from tsf_adapter.pipeline.models import input_steps, make_forecaster
 from tsf_adapter.pipeline.scheduler import TRAIN_BUDGET_FRACTION
 from tsf_adapter.server.daemon import set_torch_threads

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from tsf_adapter.forecast.neural import nets
+from tsf_adapter.forecast.neural.loop import clip_grad_norm_per_model_
 from tsf_adapter.forecast.neural.nets import (
     ForecastNet,
     NetConfig,
@@ -20,7 +21,6 @@ from tsf_adapter.forecast.neural.nets import (
     pinball_loss,
     reset_parameters,
 )
-from tsf_adapter.forecast.neural.trainer import clip_grad_norm_per_model_
 
 KINDS = ["lstm", "gru", "transformer"]
 

@@ -14,7 +14,7 @@ from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import make_labels
 from tsf_adapter.forecast.neural.model import AutoModel, NeuralModel, train_config, with_settings
-from tsf_adapter.forecast.neural.trainer import TrainConfig
+from tsf_adapter.forecast.neural.state import TrainConfig
 from tsf_adapter.forecast.options import ModelOptions
 from tsf_adapter.forecast.registry import NEURAL_MODELS, create_model
 

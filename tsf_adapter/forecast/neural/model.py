@@ -36,7 +36,8 @@ from tsf_adapter.config.config import decode_section
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.forecast.neural.features import FeatureConfig
-from tsf_adapter.forecast.neural.trainer import NeuralForecaster, TrainConfig
+from tsf_adapter.forecast.neural.state import TrainConfig
+from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 from tsf_adapter.forecast.options import ModelOptions, NetKind
 
 FloatArray = npt.NDArray[np.float64]
