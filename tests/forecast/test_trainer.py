@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,6 @@ import torch
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.series import Labels, make_labels
 from tsf_adapter.forecast.neural import state as trainer_state
-from tsf_adapter.forecast.neural import trainer
 from tsf_adapter.forecast.neural.features import FeatureConfig
 from tsf_adapter.forecast.neural.state import TrainConfig, select_device, series_seed
 from tsf_adapter.forecast.neural.trainer import NeuralForecaster, fit, predict
@@ -282,11 +280,6 @@ def test_neural_forecaster_fits_warm_starts_and_pads_the_horizon() -> None:
     out = model.predict(Grid(labels, values, 0.0, HOUR), 6)  # trained horizon is 4
     assert out.shape == (2, 3, 6) and out.dtype == np.float64
     assert np.isfinite(out[..., :4]).all() and np.isnan(out[..., 4:]).all()
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(trainer).failed == 0
-    assert doctest.testmod(trainer_state).failed == 0
 
 
 def test_state_survives_a_json_round_trip_of_its_config() -> None:
