@@ -44,7 +44,8 @@ import numpy as np
 
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.forecast.metrics import geometric_mean
-from tsf_adapter.forecast.registry import MODELS, NEURAL_MODELS, ModelOptions, check_models, create_model
+from tsf_adapter.forecast.options import ModelOptions
+from tsf_adapter.forecast.registry import MODELS, NEURAL_MODELS, check_models, create_model
 from tsf_adapter.tools.backtest import BacktestSpec, run_backtest, score_all
 from tsf_adapter.tools.csvio import ForecastRows, InputSeries, read_forecasts_csv, read_series_csv
 from tsf_adapter.tools.simulate import SimConfig, Simulation, simulate
@@ -264,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = tuple(args.train_setting)
     if settings:
         from tsf_adapter.forecast.neural.model import with_settings
-        from tsf_adapter.forecast.neural.trainer import TrainConfig
+        from tsf_adapter.forecast.neural.state import TrainConfig
 
         try:
             with_settings(TrainConfig(), settings)  # a typo fails now, not after the first series

@@ -24,7 +24,8 @@ import torch
 
 from bench.train_speed import STEP_S, make_data
 from tsf_adapter.forecast.neural.features import FeatureConfig
-from tsf_adapter.forecast.neural.trainer import TrainConfig, fit, predict, select_device
+from tsf_adapter.forecast.neural.state import TrainConfig, select_device
+from tsf_adapter.forecast.neural.trainer import fit, predict
 
 GOAL_SERIES = 10_000
 GOAL_SECONDS = 60.0

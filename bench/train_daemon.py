@@ -26,7 +26,8 @@ from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import make_labels
 from tsf_adapter.forecast.neural.runtime import set_torch_threads
-from tsf_adapter.forecast.neural.trainer import FitReport, NeuralForecaster
+from tsf_adapter.forecast.neural.state import FitReport
+from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 from tsf_adapter.pipeline.models import input_steps, make_forecaster
 from tsf_adapter.pipeline.scheduler import TRAIN_BUDGET_FRACTION
 
@@ -72,7 +73,7 @@ def main() -> None:
     budget = args.budget if args.budget is not None else TRAIN_BUDGET_FRACTION * target.retrain_every
     threads = set_torch_threads()
     batch = make_batch(target, args.series)
-    model = make_forecaster(target.model, target, budget_s=budget, device="cpu")
+    model = make_forecaster(target, budget_s=budget, device="cpu")
     print(
         f"{args.series} series x {batch.n_steps} steps ({target.step:g}s step), horizons "
         f"{[int(h) for h in target.horizons]}s, input {input_steps(target)} steps, kind {args.kind}, "

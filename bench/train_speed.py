@@ -20,7 +20,8 @@ import torch
 
 from tsf_adapter.core.series import Labels, make_labels
 from tsf_adapter.forecast.neural.features import FeatureConfig
-from tsf_adapter.forecast.neural.trainer import TrainConfig, fit
+from tsf_adapter.forecast.neural.state import TrainConfig
+from tsf_adapter.forecast.neural.trainer import fit
 
 STEP_S = 300.0  # 5-minute grid
 

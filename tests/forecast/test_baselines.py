@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import doctest
 import math
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from hypothesis import strategies as st
 
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import STALE_NAN
-from tsf_adapter.forecast import base, baselines
 from tsf_adapter.forecast.base import Forecaster, check_forecast
 from tsf_adapter.forecast.baselines import (
     BASELINES,
@@ -213,11 +211,6 @@ def test_check_forecast_rejects_wrong_shape() -> None:
         check_forecast(LastValue(), b, 3, np.zeros((1, 1, 2)))
     with pytest.raises(ValueError, match="dtype"):
         check_forecast(LastValue(), b, 2, np.zeros((1, 1, 2), dtype=np.float32))
-
-
-@pytest.mark.parametrize("module", [base, baselines])
-def test_docstring_examples(module: object) -> None:
-    assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
 
 
 def test_engine_imports_neither_aiohttp_nor_torch() -> None:

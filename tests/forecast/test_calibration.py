@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsf_adapter.forecast.neural import calibration
 from tsf_adapter.forecast.neural.calibration import MAX_SCALE, MIN_SCALE, apply_scales, quantile_scales
 
 QS = (0.1, 0.5, 0.9)
@@ -67,7 +64,3 @@ def test_applied_scales_never_cross_quantiles(raw: list[float], factors: list[fl
     out = apply_scales(pred, torch.tensor([factors], dtype=torch.float64), anchor=1)
     assert (out.diff(dim=-2) >= 0).all()
     assert out[0, 1, 0] == pred[0, 1, 0]
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(calibration).failed == 0

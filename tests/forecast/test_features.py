@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 from typing import Any
 
@@ -14,7 +13,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tsf_adapter.core.series import STALE_NAN
-from tsf_adapter.forecast.neural import features
 from tsf_adapter.forecast.neural.features import (
     N_COVARIATES,
     FeatureConfig,
@@ -162,10 +160,6 @@ def test_covariates_in_windows_follow_the_grid_clock() -> None:
     src = WindowSource(np.zeros((1, 48)), MONDAY, 3600.0, cfg)
     x = src.grid(torch.tensor([24])).x[0, 0]  # inputs are hours 20..23
     np.testing.assert_allclose(x[-1, 2].item(), math.sin(2 * math.pi * 23 / 24), atol=1e-6)
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(features).failed == 0
 
 
 def test_min_scale_is_barely_moved_by_one_level_shift() -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import doctest
 import math
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsf_adapter.forecast import metrics
 from tsf_adapter.forecast.metrics import (
     geometric_mean,
     interval_coverage,
@@ -72,7 +70,3 @@ def test_geometric_mean() -> None:
     assert math.isnan(geometric_mean([nan]))
     with pytest.raises(ValueError, match="negative"):
         geometric_mean([-1.0, 2.0])
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(metrics).failed == 0

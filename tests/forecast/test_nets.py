@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tsf_adapter.forecast.neural import nets
+from tsf_adapter.forecast.neural.loop import clip_grad_norm_per_model_
 from tsf_adapter.forecast.neural.nets import (
     ForecastNet,
     NetConfig,
@@ -20,7 +19,6 @@ from tsf_adapter.forecast.neural.nets import (
     pinball_loss,
     reset_parameters,
 )
-from tsf_adapter.forecast.neural.trainer import clip_grad_norm_per_model_
 
 KINDS = ["lstm", "gru", "transformer"]
 
@@ -189,7 +187,3 @@ def test_reset_parameters_wants_one_seed_per_model() -> None:
     net = ForecastNet(_config("lstm"), n_models=2)
     with pytest.raises(ValueError, match="1 seeds for a stack of 2"):
         reset_parameters(net, [1])
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(nets).failed == 0

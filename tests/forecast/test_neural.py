@@ -1,15 +1,22 @@
-"""Training settings by name: what benchmarks use to try a setting without editing code."""
+"""Neural models built from options: training settings by name, and the clock reaching every fit."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Iterator
 
+import numpy as np
 import pytest
+import torch
 
 from tsf_adapter.core.errors import ConfigError
+from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import make_labels
 from tsf_adapter.forecast.neural.model import AutoModel, NeuralModel, train_config, with_settings
-from tsf_adapter.forecast.neural.trainer import TrainConfig
-from tsf_adapter.forecast.registry import ModelOptions, create_model
+from tsf_adapter.forecast.neural.state import TrainConfig
+from tsf_adapter.forecast.options import ModelOptions
+from tsf_adapter.forecast.registry import NEURAL_MODELS, create_model
 
 OPTIONS = ModelOptions(history_s=3600, horizon_s=600, step_s=60)
 
@@ -85,3 +92,56 @@ def test_a_setting_can_override_the_derived_window() -> None:
         history_s=3600, horizon_s=600, step_s=60, train_settings=(("features.input_steps", 7),)
     )
     assert train_config("gru", options).features.input_steps == 7
+
+
+def test_a_kind_that_is_not_an_architecture_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a neural model: 'auto'"):
+        NeuralModel(OPTIONS, kind="auto")
+
+
+@pytest.fixture
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class JumpsAtSecondReading:
+    """The daemon's training clock at shutdown: real-looking at first, then past every deadline."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        return 0.0 if self.readings == 1 else math.inf
+
+
+@pytest.mark.usefixtures("_one_thread")
+@pytest.mark.parametrize("name", NEURAL_MODELS)
+def test_the_options_clock_reaches_the_fit_of_every_neural_model(name: str) -> None:
+    # A generous budget: only the clock given in the options can end these fits at once.
+    clock = JumpsAtSecondReading()
+    options = ModelOptions(
+        history_s=3600,
+        horizon_s=600,
+        step_s=60,
+        train_budget_s=3600.0,
+        input_steps=8,
+        horizon_steps=2,
+        train_settings=(("hidden_size", 4), ("max_epochs", 50), ("patience", 50)),
+        clock=clock,
+    )
+    model = create_model(name, options)
+    steps = np.arange(60, dtype=np.float64)
+    batch = GridBatch("t", (make_labels({"__name__": "m", "i": "0"}),), np.sin(steps / 5)[None], 0, 60_000)
+    model.fit(batch)
+    fitted = model.candidates if isinstance(model, AutoModel) else [model]
+    assert isinstance(model, AutoModel | NeuralModel)
+    for m in fitted:
+        assert isinstance(m, NeuralModel)
+        report = m.last_report
+        assert report is not None
+        assert (report.stopped, report.epochs) == ("budget", 0), m.name
+    assert clock.readings > 1

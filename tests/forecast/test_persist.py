@@ -20,8 +20,9 @@ from tsf_adapter.core.series import Labels, make_labels
 from tsf_adapter.forecast.neural.features import FeatureConfig
 from tsf_adapter.forecast.neural.model import AutoModel
 from tsf_adapter.forecast.neural.persist import Choice, ModelMeta, SavedModel, load_model, save_model
-from tsf_adapter.forecast.neural.trainer import ModelState, TrainConfig, fit
-from tsf_adapter.forecast.registry import ModelOptions
+from tsf_adapter.forecast.neural.state import ModelState, TrainConfig
+from tsf_adapter.forecast.neural.trainer import fit
+from tsf_adapter.forecast.options import ModelOptions
 from tsf_adapter.pipeline.models import restore, serving_models
 
 DATA = Path(__file__).parent / "data"

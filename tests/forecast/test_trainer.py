@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -15,16 +14,10 @@ import torch
 
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.series import Labels, make_labels
-from tsf_adapter.forecast.neural import trainer
+from tsf_adapter.forecast.neural import state as trainer_state
 from tsf_adapter.forecast.neural.features import FeatureConfig
-from tsf_adapter.forecast.neural.trainer import (
-    NeuralForecaster,
-    TrainConfig,
-    fit,
-    predict,
-    select_device,
-    series_seed,
-)
+from tsf_adapter.forecast.neural.state import TrainConfig, select_device, series_seed
+from tsf_adapter.forecast.neural.trainer import NeuralForecaster, fit, predict
 
 HOUR = 3600.0
 
@@ -289,16 +282,12 @@ def test_neural_forecaster_fits_warm_starts_and_pads_the_horizon() -> None:
     assert np.isfinite(out[..., :4]).all() and np.isnan(out[..., 4:]).all()
 
 
-def test_docstring_examples() -> None:
-    assert doctest.testmod(trainer).failed == 0
-
-
 def test_state_survives_a_json_round_trip_of_its_config() -> None:
     values = _daily(2, 24 * 6)
     state, _ = fit(_labels(2), values, 0.0, HOUR, TINY)
     config = json.loads(json.dumps(state.config))
     assert config == state.config
-    saved = trainer.ModelState(config=config, labels=state.labels, tensors=dict(state.tensors))
+    saved = trainer_state.ModelState(config=config, labels=state.labels, tensors=dict(state.tensors))
     np.testing.assert_array_equal(
         predict(saved, _labels(2), values, 0.0, HOUR, device="cpu"),
         predict(state, _labels(2), values, 0.0, HOUR, device="cpu"),
@@ -310,10 +299,10 @@ def test_state_survives_a_json_round_trip_of_its_config() -> None:
 def test_calibration_is_saved_per_series_and_applied_by_predict() -> None:
     values = _daily(2, 24 * 8, noise=0.3)
     state, _ = fit(_labels(2), values, 0.0, HOUR, dataclasses.replace(TINY, calibrate=True))
-    scales = state.tensors[trainer.CALIBRATION]
+    scales = state.tensors[trainer_state.CALIBRATION]
     assert tuple(scales.shape) == (2, 3) and (scales > 0).all() and (scales[:, 1] == 1).all()
     plain = dict(state.tensors)
-    plain[trainer.CALIBRATION] = torch.ones(2, 3)
+    plain[trainer_state.CALIBRATION] = torch.ones(2, 3)
     raw = predict(dataclasses.replace(state, tensors=plain), _labels(2), values, 0.0, HOUR, device="cpu")
     out = predict(state, _labels(2), values, 0.0, HOUR, device="cpu")
     np.testing.assert_allclose(out[:, 1], raw[:, 1])  # the median is never moved
@@ -321,7 +310,7 @@ def test_calibration_is_saved_per_series_and_applied_by_predict() -> None:
     np.testing.assert_allclose(gap[:, [0, 2]], scales[:, [0, 2], None].expand(2, 2, 4).numpy(), rtol=1e-3)
     # Without calibration (the default) the network's own quantiles are what predict returns.
     off, _ = fit(_labels(2), values, 0.0, HOUR, TINY)
-    assert (off.tensors[trainer.CALIBRATION] == 1).all()
+    assert (off.tensors[trainer_state.CALIBRATION] == 1).all()
 
 
 def test_states_from_before_the_diff_scale_and_calibration_still_predict_as_trained() -> None:
@@ -329,10 +318,10 @@ def test_states_from_before_the_diff_scale_and_calibration_still_predict_as_trai
     std = dataclasses.replace(TINY, features=dataclasses.replace(TINY.features, scale="std"), calibrate=False)
     state, _ = fit(_labels(2), values, 0.0, HOUR, std)
     old_features = {k: v for k, v in state.config["features"].items() if k != "scale"}
-    old = trainer.ModelState(
+    old = trainer_state.ModelState(
         config={**state.config, "features": old_features},
         labels=state.labels,
-        tensors={k: v for k, v in state.tensors.items() if k != trainer.CALIBRATION},
+        tensors={k: v for k, v in state.tensors.items() if k != trainer_state.CALIBRATION},
     )
     np.testing.assert_array_equal(
         predict(old, _labels(2), values, 0.0, HOUR, device="cpu"),

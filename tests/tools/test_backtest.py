@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from tsf_adapter import cli
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch, grid_values
-from tsf_adapter.forecast.registry import MODELS, ModelOptions, ModelSpec
+from tsf_adapter.forecast.options import ModelOptions
+from tsf_adapter.forecast.registry import MODELS, ModelSpec
 from tsf_adapter.tools.backtest import (
     BacktestSpec,
     at_samples,

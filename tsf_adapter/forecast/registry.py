@@ -1,15 +1,10 @@
 """Every model by name, one registry: what the backtest's ``--models`` and the daemon's ``model.kind`` accept.
 
-A model is built from :class:`ModelOptions` (the run's step, history, horizon,
-quantiles and device), so the caller never needs to know a model's class or
-its constructor. Baselines are plain numpy; the neural names import torch only
-when one is actually built, which keeps ``import tsf_adapter.forecast`` light.
-
-The backtest and the daemon differ only in what they put into the options:
-the backtest leaves ``input_steps``/``horizon_steps`` to be derived from the
-window it hands over at each origin, the daemon sets them from its own rule
-(:func:`tsf_adapter.pipeline.models.input_steps`) and adds a training clock
-it can stop and the training scope. The classes behind the names are the same.
+A model is built from :class:`~tsf_adapter.forecast.options.ModelOptions` in one hop: the
+registry looks the name up and calls its builder with the options (for the neural names, the
+model class itself, which derives its training settings from the options). The caller never
+needs to know a model's class or its constructor. Baselines are plain numpy; the neural names
+import torch only when one is actually built, which keeps ``import tsf_adapter.forecast`` light.
 
 >>> m = create_model("predict_linear", ModelOptions(history_s=3600, horizon_s=600, step_s=60))
 >>> m.name, m.quantiles
@@ -18,53 +13,28 @@ it can stop and the training scope. The classes behind the names are the same.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import get_args
 
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.baselines import HoltWinters, LastValue, PredictLinear, SeasonalNaive
+from tsf_adapter.forecast.options import ModelOptions, NetKind
 
-DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
-NEURAL_MODELS: tuple[str, ...] = ("lstm", "gru", "transformer", "auto")
-DEFAULT_MODEL = "lstm"
+AUTO = "auto"
+NEURAL_MODELS: tuple[str, ...] = (*get_args(NetKind), AUTO)
 SEASON_S = 86_400.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelOptions:
-    """What every model factory may use; a model ignores what it does not need."""
-
-    history_s: float
-    horizon_s: float
-    step_s: float
-    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
-    device: str = "cpu"
-    seed: int = 0
-    # Wall-clock seconds one training run of a learning model may take; None = until it converges.
-    train_budget_s: float | None = None
-    # One network per series, or one shared by all series of a target.
-    scope: Literal["per_series", "global"] = "per_series"
-    # Input and output window of a neural model in grid steps; None derives them from the history
-    # and horizon as the backtest hands them over (see ``tsf_adapter.forecast.neural.model``).
-    input_steps: int | None = None
-    horizon_steps: int | None = None
-    # Training settings to change by name, as (TrainConfig field, value) pairs, "features.NAME" for a
-    # FeatureConfig field: benchmarks try settings with them without editing code. Empty for the daemon.
-    train_settings: tuple[tuple[str, Any], ...] = ()
-    # The clock a training reads its budget from; the daemon passes one that jumps to infinity at
-    # shutdown, so a running fit ends at its next step with its best weights.
-    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     """How to build one model, and how much past it needs at each forecast.
 
-    ``window_s`` defaults to the history; seasonal naive needs a whole season
-    behind the origin whatever the history is, or it would have nothing to copy.
+    ``build`` is called with the run's options, so a class whose constructor takes
+    :class:`ModelOptions` is a builder as it is. ``window_s`` defaults to the history;
+    seasonal naive needs a whole season behind the origin whatever the history is, or it
+    would have nothing to copy.
     """
 
     build: Callable[[ModelOptions], Forecaster]
@@ -80,33 +50,32 @@ def _seasonal_window(o: ModelOptions) -> float:
     return max(o.history_s, _season_s(o))
 
 
+def _neural(options: ModelOptions, name: str) -> Forecaster:
+    """A neural model; :mod:`tsf_adapter.forecast.neural.model` is imported only now, as it imports torch."""
+    from tsf_adapter.forecast.neural.model import AutoModel, NeuralModel
+
+    if name == AUTO:
+        return AutoModel(options)
+    return NeuralModel(options, kind=name)
+
+
+def _neural_spec(name: str) -> ModelSpec:
+    return ModelSpec(lambda o: _neural(o, name))
+
+
 MODELS: dict[str, ModelSpec] = {
     # predict_linear over the history is what an alert rule `predict_linear(x[12h], 6h)` computes.
     "predict_linear": ModelSpec(lambda o: PredictLinear(range_s=o.history_s)),
     "holt_winters": ModelSpec(lambda o: HoltWinters()),
     "last_value": ModelSpec(lambda o: LastValue()),
     "seasonal_naive": ModelSpec(lambda o: SeasonalNaive(_season_s(o)), _seasonal_window),
+    **{name: _neural_spec(name) for name in NEURAL_MODELS},
 }
 
 
 def register_model(name: str, spec: ModelSpec) -> None:
     """Add (or replace) a model; tests use it to plug in recording models."""
     MODELS[name] = spec
-
-
-def _neural(name: str) -> ModelSpec:
-    """Built by :mod:`tsf_adapter.forecast.neural.model`, imported only now because it imports torch."""
-
-    def build(options: ModelOptions) -> Forecaster:
-        from tsf_adapter.forecast.neural.model import build_neural
-
-        return build_neural(name, options)
-
-    return ModelSpec(build)
-
-
-for _name in NEURAL_MODELS:
-    MODELS[_name] = _neural(_name)
 
 
 def check_models(names: Iterable[str]) -> list[str]:
@@ -130,8 +99,7 @@ def is_neural(name: str) -> bool:
 def create_model(name: str, options: ModelOptions) -> Forecaster:
     """Build the named model; ``ConfigError`` when the name is unknown or cannot be built here."""
     check_models([name])
-    model = MODELS[name].build(options)
-    return model
+    return MODELS[name].build(options)
 
 
 def model_window_s(name: str, options: ModelOptions) -> float:

@@ -1,7 +1,9 @@
 """The daemon's side of the model registry: a target's config in, the registry's model out.
 
 The names and classes live in :mod:`tsf_adapter.forecast.registry`, shared with the backtest;
-this module only turns a :class:`TargetConfig` into :class:`ModelOptions` the daemon's way:
+this module only turns a :class:`TargetConfig` into the one options type,
+:class:`~tsf_adapter.forecast.options.ModelOptions`, the daemon's way (:func:`model_options`),
+and :func:`make_forecaster` hands those to the registry, which builds the model from them:
 
 * ``horizon_steps`` is the longest horizon in grid steps, so one network covers every horizon
   (the daemon's origin is always a grid step, unlike the backtest's, which needs one step more);
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from statistics import median
 from typing import TYPE_CHECKING, Final
 
@@ -30,14 +32,14 @@ from tsf_adapter.config import ModelConfig, TargetConfig
 from tsf_adapter.core.series import Labels
 from tsf_adapter.forecast import registry
 from tsf_adapter.forecast.base import Forecaster
-from tsf_adapter.forecast.registry import ModelOptions, create_model
+from tsf_adapter.forecast.options import ModelOptions, Monotonic
 
 if TYPE_CHECKING:
     from tsf_adapter.forecast.neural.persist import SavedModel
 
 MIN_INPUT_STEPS: Final = 24
 MAX_INPUT_STEPS: Final = 288
-AUTO: Final = "auto"
+AUTO: Final = registry.AUTO
 
 
 def is_neural(model_cfg: ModelConfig) -> bool:
@@ -61,13 +63,17 @@ def input_steps(target: TargetConfig) -> int:
 def model_options(
     target: TargetConfig,
     *,
-    model_cfg: ModelConfig | None = None,
     budget_s: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Monotonic = time.monotonic,
     device: str = "auto",
 ) -> ModelOptions:
-    """The registry options for ``target`` (``model_cfg`` defaults to the target's own)."""
-    model_cfg = model_cfg or target.model
+    """The model options for ``target``: its grid, horizons and quantiles, the daemon's windows.
+
+    >>> from tsf_adapter.config import decode_section
+    >>> o = model_options(decode_section(TargetConfig, {"name": "d", "selector": "disk"}))
+    >>> o.input_steps, o.horizon_steps, o.scope
+    (288, 360, 'per_series')
+    """
     return ModelOptions(
         history_s=target.history,
         horizon_s=max(target.horizons),
@@ -75,7 +81,7 @@ def model_options(
         quantiles=target.quantiles,
         device=device,
         train_budget_s=budget_s,
-        scope=model_cfg.scope,
+        scope=target.model.scope,
         input_steps=input_steps(target),
         horizon_steps=max(target.horizon_steps),
         clock=clock,
@@ -83,33 +89,32 @@ def model_options(
 
 
 def make_forecaster(
-    model_cfg: ModelConfig,
-    target_cfg: TargetConfig,
+    target: TargetConfig,
     *,
     budget_s: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Monotonic = time.monotonic,
     device: str = "auto",
 ) -> Forecaster:
-    """The forecaster a target's ``model`` names, built by the registry; neural ones untrained.
+    """The forecaster ``target.model`` names, built by the registry from its options; neural ones untrained.
 
     ``clock`` is the training clock: the scheduler passes one that jumps past every deadline
     when the daemon stops, so a running fit ends at its next step with its best weights.
     """
-    options = model_options(target_cfg, model_cfg=model_cfg, budget_s=budget_s, clock=clock, device=device)
-    return create_model(model_cfg.kind, options)
+    options = model_options(target, budget_s=budget_s, clock=clock, device=device)
+    return registry.create_model(target.model.kind, options)
 
 
 def model_config_hash(target: TargetConfig) -> str:
     """What a saved model must match to be reused: everything that shapes a network or its grid."""
-    from tsf_adapter.forecast.neural.model import KINDS, train_config
+    from tsf_adapter.forecast.neural.model import KINDS, net_kind, train_config
     from tsf_adapter.forecast.neural.persist import config_hash
 
     kind = target.model.kind
     options = model_options(target)
-    candidates = KINDS if kind == AUTO else (kind,)
+    candidates = KINDS if kind == AUTO else (net_kind(kind),)
     shapes = {}
     for name in candidates:
-        cfg = train_config(name, options)  # type: ignore[arg-type]
+        cfg = train_config(name, options)
         shapes[name] = [repr(cfg.features), cfg.hidden_size, cfg.num_layers, cfg.num_heads]
     return config_hash(
         {

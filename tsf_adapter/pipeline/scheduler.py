@@ -138,7 +138,7 @@ class TargetRunner:
         self._abort = threading.Event()
         budget = TRAIN_BUDGET_FRACTION * target.retrain_every
         self.forecaster = forecaster or make_forecaster(
-            target.model, target, budget_s=budget, clock=self._train_clock, device=deps.device
+            target, budget_s=budget, clock=self._train_clock, device=deps.device
         )
         self.trains = self.forecaster.NEEDS_FIT
         self.fallback = PredictLinear()

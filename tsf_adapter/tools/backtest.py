@@ -43,13 +43,8 @@ from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, format_labels, make_labels
 from tsf_adapter.forecast import metrics
 from tsf_adapter.forecast.base import Forecaster, check_forecast
-from tsf_adapter.forecast.registry import (
-    DEFAULT_QUANTILES,
-    ModelOptions,
-    check_models,
-    create_model,
-    model_window_s,
-)
+from tsf_adapter.forecast.options import DEFAULT_QUANTILES, ModelOptions
+from tsf_adapter.forecast.registry import check_models, create_model, model_window_s
 from tsf_adapter.tools.csvio import ForecastRows, ForecastWriter, InputSeries, iter_inputs
 
 IntArray = npt.NDArray[np.int64]

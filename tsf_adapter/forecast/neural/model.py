@@ -1,9 +1,13 @@
 """The neural models by name, for the registry: ``lstm``, ``gru``, ``transformer`` and ``auto``.
 
-Imports torch, so only :mod:`tsf_adapter.forecast.registry` imports it, and
-only when a neural model is actually built.
+Imports torch, so :mod:`tsf_adapter.forecast.registry` (and the daemon's
+:mod:`tsf_adapter.pipeline.models`) import it inside functions, only when a
+neural model is actually built or restored. Each model is built from the run's
+:class:`~tsf_adapter.forecast.options.ModelOptions` alone and derives its
+:class:`TrainConfig` (:func:`train_config`) and its training clock from them, so
+nothing set in the options can be lost between the registry and the trainer.
 
-The settings come from :class:`ModelOptions`: the input window is the history
+The settings come from the options: the input window is the history
 (on the grid: ``history / step + 1`` steps, the window the backtest hands
 over), the trained horizon covers ``horizon`` plus one step (an origin between
 two grid steps needs one more); options that set ``input_steps`` and
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Iterable
 from typing import Any, ClassVar, get_args
 
@@ -33,9 +36,9 @@ from tsf_adapter.config import decode_section
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.forecast.neural.features import FeatureConfig
-from tsf_adapter.forecast.neural.nets import NetKind
-from tsf_adapter.forecast.neural.trainer import Clock, NeuralForecaster, TrainConfig
-from tsf_adapter.forecast.registry import ModelOptions
+from tsf_adapter.forecast.neural.state import TrainConfig
+from tsf_adapter.forecast.neural.trainer import NeuralForecaster
+from tsf_adapter.forecast.options import ModelOptions, NetKind
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -95,13 +98,27 @@ def with_settings(config: TrainConfig, settings: Iterable[tuple[str, Any]]) -> T
     return dataclasses.replace(config, features=dataclasses.replace(config.features, **feats), **top)
 
 
-class NeuralModel(NeuralForecaster):
-    """A :class:`NeuralForecaster` whose window stride keeps each epoch to ``max_windows`` windows."""
+def net_kind(name: str) -> NetKind:
+    """``name`` as an architecture; ``ValueError`` for anything else (``auto`` included)."""
+    for kind in KINDS:
+        if kind == name:
+            return kind
+    raise ValueError(f"not a neural model: {name!r} (known: {', '.join((*KINDS, 'auto'))})")
 
-    def __init__(
-        self, config: TrainConfig, *, max_windows: int = MAX_WINDOWS_PER_EPOCH, clock: Clock = time.monotonic
-    ) -> None:
-        super().__init__(config, clock=clock)
+
+class NeuralModel(NeuralForecaster):
+    """One architecture built from the run's options; each epoch uses at most ``max_windows`` windows.
+
+    The training settings and the clock both come from ``options``: the daemon's clock jumps
+    past every deadline at shutdown, and it must reach the fit to end a running training.
+
+    >>> m = NeuralModel(ModelOptions(history_s=3600, horizon_s=600, step_s=60), kind="gru")
+    >>> m.name, m.config.features.input_steps, m.config.features.horizon_steps
+    ('gru', 61, 11)
+    """
+
+    def __init__(self, options: ModelOptions, *, kind: str, max_windows: int = MAX_WINDOWS_PER_EPOCH) -> None:
+        super().__init__(train_config(net_kind(kind), options), clock=options.clock)
         self.max_windows = max_windows
 
     def fit(self, batch: GridBatch) -> None:  # type: ignore[override]
@@ -122,7 +139,8 @@ class AutoModel:
         budget = options.train_budget_s
         share = dataclasses.replace(options, train_budget_s=None if budget is None else budget / len(KINDS))
         self.name = "auto"
-        self.candidates = [NeuralModel(train_config(k, share), clock=options.clock) for k in KINDS]
+        # ``share`` keeps the options' clock: every candidate stops when the daemon does.
+        self.candidates = [NeuralModel(share, kind=k) for k in KINDS]
         self.quantiles = self.candidates[0].quantiles
         # Per series label set: index into candidates.
         self.choice: dict[tuple[tuple[str, str], ...], int] = {}
@@ -135,8 +153,10 @@ class AutoModel:
             model.fit(batch)
             report = model.last_report
             assert report is not None
+            # A candidate stopped before its first epoch (budget, or shutdown) has no losses: inf.
             with np.errstate(all="ignore"):
-                best = np.nanmin(np.where(np.isnan(report.val_loss), np.inf, report.val_loss), axis=0)
+                scored = np.where(np.isnan(report.val_loss), np.inf, report.val_loss)
+                best = np.nanmin(scored, axis=0, initial=np.inf)
             losses.append(np.broadcast_to(best, (batch.n_series,)))
         stacked = np.stack(losses)  # [candidates, series]
         winner = np.argmin(stacked, axis=0)  # [series]
@@ -164,13 +184,3 @@ class AutoModel:
                 )
                 out[rows] = model.predict(sub, horizon_steps)
         return out
-
-
-def build_neural(name: str, options: ModelOptions) -> NeuralModel | AutoModel:
-    """The registry's factory for the neural names."""
-    if name == "auto":
-        return AutoModel(options)
-    if name not in KINDS:
-        raise ValueError(f"not a neural model: {name!r} (known: {', '.join((*KINDS, 'auto'))})")
-    kind: NetKind = name
-    return NeuralModel(train_config(kind, options))

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NetKind = Literal["lstm", "gru", "transformer"]
+from tsf_adapter.forecast.options import NetKind
+
 # ("uniform", bound) | ("normal", std) | ("constant", value)
 InitSpec = tuple[Literal["uniform", "normal", "constant"], float]
 

@@ -35,7 +35,7 @@ import torch
 
 from tsf_adapter import __version__
 from tsf_adapter.core.series import Labels
-from tsf_adapter.forecast.neural.trainer import ModelState
+from tsf_adapter.forecast.neural.state import ModelState
 
 logger = logging.getLogger("tsf_adapter.forecast.persist")
 
