@@ -46,8 +46,9 @@ from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.forecast.metrics import geometric_mean
 from tsf_adapter.forecast.options import ModelOptions
 from tsf_adapter.forecast.registry import MODELS, NEURAL_MODELS, check_models, create_model
-from tsf_adapter.tools.backtest import BacktestSpec, run_backtest, score_all
+from tsf_adapter.tools.backtest import BacktestSpec, run_backtest
 from tsf_adapter.tools.csvio import ForecastRows, InputSeries, read_forecasts_csv, read_series_csv
+from tsf_adapter.tools.scoring import score_all
 from tsf_adapter.tools.simulate import SimConfig, Simulation, simulate
 
 REAL = Path("/work/shared/data/real")

@@ -24,8 +24,6 @@ from tsf_adapter.tools.backtest import (
     median_step_ms,
     origins,
     run_backtest,
-    score_all,
-    summary_table,
 )
 from tsf_adapter.tools.csvio import (
     FORECAST_HEADER,
@@ -34,6 +32,7 @@ from tsf_adapter.tools.csvio import (
     read_series_csv,
     write_series_csv,
 )
+from tsf_adapter.tools.scoring import score_all, summary_table
 
 H = 3600
 

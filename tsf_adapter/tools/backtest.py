@@ -41,11 +41,11 @@ from tsf_adapter.core.errors import ConfigError, InputError, TrainingError
 from tsf_adapter.core.grid import GridBatch, grid_values
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, format_labels, make_labels
-from tsf_adapter.forecast import metrics
 from tsf_adapter.forecast.base import Forecaster, check_forecast
 from tsf_adapter.forecast.options import DEFAULT_QUANTILES, ModelOptions
 from tsf_adapter.forecast.registry import check_models, create_model, model_window_s
 from tsf_adapter.tools.csvio import ForecastRows, ForecastWriter, InputSeries, iter_inputs
+from tsf_adapter.tools.scoring import score_all, summary_table
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -309,100 +309,6 @@ class _SeriesRun:
             c.origins.append(np.full(len(sample_ts), origin_ms, dtype=np.int64))
             c.stamps.append(sample_ts)
             c.values.append(values.T)
-
-
-# --- scoring ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Score:
-    """One (series, model): errors over all its forecast rows. NaN where not defined."""
-
-    series: str
-    model: str
-    rows: int
-    mae: float
-    mase: float
-    pinball: float
-    coverage: float
-    missing: float
-
-
-def actual_values(series: InputSeries, timestamps_ms: IntArray) -> FloatArray:
-    """The input's value at each timestamp (NaN where the input has no sample there)."""
-    idx = np.clip(np.searchsorted(series.timestamps_ms, timestamps_ms), 0, len(series) - 1)
-    found = series.timestamps_ms[idx] == timestamps_ms
-    return np.where(found, series.values[idx], np.nan)
-
-
-def score(rows: ForecastRows, series: InputSeries) -> Score:
-    """MAE of the median, MASE (scaled by the one-step naive error before the first origin), mean
-    pinball loss over the quantiles, p10–p90 coverage; rows whose forecast is NaN are left out and
-    counted in ``missing``."""
-    actual = actual_values(series, rows.timestamps_ms)
-    values = rows.values  # [row, q]
-    qs = list(rows.quantiles)
-    missing = np.asarray(np.isnan(values).any(axis=1), dtype=bool)
-    y = np.where(missing, np.nan, actual)
-    nan = float("nan")
-    mae = float(metrics.mae(y, values[:, qs.index(0.5)])) if 0.5 in qs else nan
-    first_origin = int(rows.origins_ms.min()) if len(rows.origins_ms) else 0
-    past = series.values[series.timestamps_ms <= first_origin]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mase = mae / float(metrics.naive_scale(past))
-    pinball = float(np.mean(metrics.pinball_loss(y, values.T, qs)))
-    coverage = float(metrics.quantile_coverage(y, values.T, qs)) if {0.1, 0.9} <= set(qs) else nan
-    share_missing = float(missing.mean()) if len(missing) else nan
-    return Score(rows.series, rows.model, len(actual), mae, mase, pinball, coverage, share_missing)
-
-
-def score_all(forecasts: Sequence[ForecastRows], inputs: dict[str, InputSeries]) -> list[Score]:
-    return [score(f, inputs[f.series]) for f in forecasts]
-
-
-def summary_table(scores: Sequence[Score]) -> str:
-    """Per model, across series: geometric means of MAE, MASE, pinball loss and of the MAE ratios
-    to predict_linear and last_value (same series), plus mean p10–p90 coverage. Markdown."""
-    models = list(dict.fromkeys(s.model for s in scores))
-    by = {(s.series, s.model): s for s in scores}
-    series = list(dict.fromkeys(s.series for s in scores))
-
-    def ratio(model: str, base: str) -> str:
-        if base not in models:
-            return "-"
-        r = [by[(n, model)].mae / by[(n, base)].mae for n in series if (n, model) in by and (n, base) in by]
-        return _fmt(metrics.geometric_mean(_positive(r)))
-
-    lines = [
-        f"{len(series)} series; geometric means across series (coverage: mean)",
-        "",
-        "| model | MAE | MASE | pinball | p10-p90 coverage "
-        "| MAE / predict_linear | MAE / last_value | missing |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for m in models:
-        mine = [s for s in scores if s.model == m]
-        cov = [s.coverage for s in mine if not math.isnan(s.coverage)]
-        lines.append(
-            f"| {m} | {_fmt(metrics.geometric_mean(_positive([s.mae for s in mine])))} "
-            f"| {_fmt(metrics.geometric_mean(_positive([s.mase for s in mine])))} "
-            f"| {_fmt(metrics.geometric_mean(_positive([s.pinball for s in mine])))} "
-            f"| {_fmt(float(np.mean(cov))) if cov else '-'} "
-            f"| {ratio(m, 'predict_linear')} | {ratio(m, 'last_value')} "
-            f"| {100 * float(np.nanmean([s.missing for s in mine])):.1f}% |"
-        )
-    return "\n".join(lines)
-
-
-def _positive(values: Sequence[float]) -> list[float]:
-    """Finite values only: a flat series (MASE inf) or an empty one (NaN) must not poison the mean."""
-    return [v for v in values if math.isfinite(v)]
-
-
-def _fmt(x: float) -> str:
-    if math.isnan(x):
-        return "-"
-    return f"{x:.4g}"
 
 
 # --- Prometheus as the input ----------------------------------------------------------------------
