@@ -378,7 +378,13 @@ def test_staleness_tracker_remembers_the_latest_label_sets() -> None:
     assert tracker.ended([b, a]) == []
     assert tracker.ended([a]) == [b]
     assert tracker.ended([b]) == [a]
-    assert tracker.forget() == [b]
+    assert tracker.ended([b]) == []  # the very same objects again
+    equal = tuple(list(b))  # the same label set in another object: compared by value
+    assert equal is not b and tracker.ended([equal]) == []
+    assert tracker.ended([equal, a]) == []
+    assert tracker.ended([a, equal]) == []  # same objects, another order
+    assert tracker.ended([a]) == [b]
+    assert tracker.forget() == [a]
 
 
 def test_exposition_mode_tracks_no_staleness() -> None:

@@ -12,6 +12,7 @@ Prometheus itself.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,13 +37,20 @@ class StalenessTracker:
     [(('__name__', 'b'),)]
     """
 
-    __slots__ = ("_written",)
+    __slots__ = ("_last", "_written")
 
     def __init__(self) -> None:
         self._written: set[Labels] = set()
+        self._last: Sequence[Labels] = ()
 
     def ended(self, labels: Sequence[Labels]) -> list[Labels]:
         """The label sets written last time and not in ``labels`` (sorted); remembers ``labels``."""
+        last, self._last = self._last, labels
+        # The builder reuses its cached label tuples, so a forecast that writes the same series
+        # as the last one (the usual case) gives the very same objects in the same order: a
+        # pointer comparison then stands in for hashing every label set (~50 ms at 160k rows).
+        if len(last) == len(labels) and all(map(operator.is_, last, labels)):
+            return []
         current = set(labels)
         gone = self._written - current
         self._written = current
@@ -50,7 +58,7 @@ class StalenessTracker:
 
     def forget(self) -> list[Labels]:
         """Everything written last (sorted), for a removed target's final markers; remembers nothing."""
-        written, self._written = self._written, set()
+        written, self._written, self._last = self._written, set(), ()
         return sorted(written)
 
 
