@@ -28,7 +28,7 @@ from aiohttp import web
 from tests.prometheus import free_port
 from tsf_adapter.cli import main
 from tsf_adapter.core.selector import Selector
-from tsf_adapter.core.series import SeriesSamples, make_labels
+from tsf_adapter.core.series import SeriesSamples, make_labels, stale_mask
 from tsf_adapter.remote.codec import decode_write_request, decompress, encode_write_request
 from tsf_adapter.remote.read_codec import SAMPLES_CONTENT_TYPE, decode_read_request, encode_samples_response
 
@@ -268,6 +268,12 @@ def test_run_backfills_forecasts_reloads_and_flushes_on_sigterm(tmp_path: Path, 
             wait_for(
                 "lstm forecasts", lambda: ("a", "lstm") in fake.infos("load:forecast_model_info"), daemon.log
             )
+            # The baseline's model_info series of "a" ends with a staleness marker at once.
+            wait_for(
+                "marker",
+                lambda: ("a", "predict_linear") in _ended(fake, "load:forecast_model_info"),
+                daemon.log,
+            )
             # A series seen for the first time is forecast by the baseline until it is trained.
             pusher.instances.append("c")
             wait_for(
@@ -368,6 +374,16 @@ def test_exposition_mode_serves_the_latest_forecasts(tmp_path: Path, daemon_fact
 
 def _names(fake: FakePrometheus) -> set[str]:
     return {dict(s.labels)["__name__"] for s in fake.series()}
+
+
+def _ended(fake: FakePrometheus, name: str) -> set[tuple[str, str]]:
+    """(instance, model) of every ``name`` series that got a staleness marker."""
+    out = set()
+    for s in fake.series():
+        labels = dict(s.labels)
+        if labels["__name__"] == name and stale_mask(s.values).any():
+            out.add((labels.get("instance", ""), labels["model"]))
+    return out
 
 
 def _key(s: SeriesSamples) -> tuple[str, str, str]:

@@ -11,16 +11,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
-from tsf_adapter.core.series import Labels, SeriesSamples, make_labels
+from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
+from tsf_adapter.core.series import STALE_NAN, Labels, SeriesSamples, make_labels
 from tsf_adapter.pipeline.output import (
     ForecastOutput,
     ForecastOutputBuilder,
+    StalenessTracker,
     join_limits,
     latest_values,
     output_base,
     render_exposition,
     threshold_seconds,
 )
+from tsf_adapter.remote.codec import SampleBlock, decode_write_request, decompress, encode_write_request
 
 STEP = 60_000
 
@@ -81,11 +84,14 @@ def test_forecast_rows_carry_input_labels_horizon_and_quantile() -> None:
     names = sorted({dict(lab)["__name__"] for lab in out.labels})
     assert names == ["used_bytes:forecast", "used_bytes:forecast_model_info"]  # no threshold, no errors
     assert len(out) == 2 * (6 + 1)
-    # Every row is one sample stamped T, never in the future.
-    samples = out.samples()
-    assert all(
-        isinstance(s, SeriesSamples) and s.timestamps.tolist() == [batch.end_ms + 5_000] for s in samples
-    )
+    # Every row is one sample stamped T, never in the future; they go to the queue as one block
+    # made of the output's own columns (no copy, no object per row).
+    writes = out.writes()
+    assert len(writes) == 1 and isinstance(writes[0], SampleBlock)
+    block = writes[0]
+    assert block.labels is out.labels and block.values is out.values
+    samples = block.rows()
+    assert all(s.timestamps.tolist() == [batch.end_ms + 5_000] for s in samples)
     assert samples[0] == SeriesSamples(out.labels[0], [batch.end_ms + 5_000], [10.0])
 
 
@@ -282,7 +288,7 @@ def test_future_paths_carry_the_whole_horizon_at_grid_timestamps() -> None:
     )
     assert path.timestamps.tolist() == [batch.end_ms + STEP * j for j in (1, 2, 3)]
     assert path.values.tolist() == [12.0, 22.0, 32.0]
-    assert out.samples()[-3:] == out.paths
+    assert out.writes()[1:] == out.paths
 
 
 def test_prediction_shape_is_checked() -> None:
@@ -340,23 +346,74 @@ def test_exposition_parses_with_the_reference_parser() -> None:
     assert render_exposition([]) == ""
 
 
-def test_staleness_tracker_ends_label_sets_that_stop_being_written() -> None:
-    from tsf_adapter.core.series import STALE_NAN, make_labels
-    from tsf_adapter.pipeline.output import ForecastOutput, StalenessTracker
+def test_staleness_ends_label_sets_that_stop_being_written() -> None:
+    info = "used_bytes:forecast_model_info"
+    builder = ForecastOutputBuilder(target(), end_series=True)
+    batch = grid([series(instance="a")], [[1.0]])
 
-    def out(ts: int, *models: str) -> ForecastOutput:
-        labels = [make_labels({"__name__": "m:forecast_model_info", "model": m}) for m in models]
-        return ForecastOutput(
-            "t", ts, ["m:forecast_model_info"] * len(labels), labels, [""] * len(labels), np.ones(len(labels))
-        )
+    def forecast(ts: int, model: str) -> ForecastOutput:
+        return builder.build(batch, linear_prediction(1), now_ms=ts, models=[(model, "per_series")])
 
+    first = forecast(1_000, "predict_linear")
+    assert first.ended == [] and len(first.writes()) == 1
+    second = forecast(2_000, "lstm")
+    old = make_labels({"__name__": info, "instance": "a", "model": "predict_linear", "scope": "per_series"})
+    assert second.ended == [old]
+    marker = second.writes()[-1]
+    assert isinstance(marker, SampleBlock)
+    assert list(marker.labels) == [old] and marker.timestamp_ms == 2_000
+    assert np.array_equal(marker.values.view(np.uint64), np.array([STALE_NAN]).view(np.uint64))
+    assert forecast(3_000, "lstm").ended == []
+    # The tracker goes on to a replacing builder, or ends everything for a removed target.
+    tracker = builder.staleness
+    assert tracker is not None
+    names = sorted(dict(lab)["__name__"] for lab in tracker.forget())
+    assert names == ["used_bytes:forecast"] * 6 + [info]
+    assert tracker.forget() == []
+
+
+def test_staleness_tracker_remembers_the_latest_label_sets() -> None:
+    a, b = make_labels({"__name__": "a"}), make_labels({"__name__": "b"})
     tracker = StalenessTracker()
-    assert tracker.ended(out(1_000, "predict_linear")) == []
-    ended = tracker.ended(out(2_000, "lstm"))
-    assert [s.labels for s in ended] == [
-        make_labels({"__name__": "m:forecast_model_info", "model": "predict_linear"})
+    assert tracker.ended([b, a]) == []
+    assert tracker.ended([a]) == [b]
+    assert tracker.ended([b]) == [a]
+    assert tracker.ended([b]) == []  # the very same objects again
+    equal = tuple(list(b))  # the same label set in another object: compared by value
+    assert equal is not b and tracker.ended([equal]) == []
+    assert tracker.ended([equal, a]) == []
+    assert tracker.ended([a, equal]) == []  # same objects, another order
+    assert tracker.ended([a]) == [b]
+    assert tracker.forget() == [a]
+
+
+def test_exposition_mode_tracks_no_staleness() -> None:
+    builder = ForecastOutputBuilder(target())
+    batch = grid([series(instance="a")], [[1.0]])
+    builder.build(batch, linear_prediction(1), now_ms=0)
+    out = builder.build(grid([series(instance="b")], [[1.0]]), linear_prediction(1), now_ms=STEP)
+    assert builder.staleness is None and out.ended == []
+
+
+@pytest.mark.parametrize("message", [RW1_MESSAGE, RW2_MESSAGE])
+def test_writes_encode_as_one_series_per_row(message: str) -> None:
+    """The block goes on the wire exactly as one ``SeriesSamples`` per row would, in order."""
+    cfg = target(threshold={"value": 32.5})
+    builder = ForecastOutputBuilder(cfg, future_timestamps=True, end_series=True)
+    batch = grid([series(instance="a"), series(instance="b")], [[1.0], [2.0]])
+    builder.build(batch, linear_prediction(2), now_ms=batch.end_ms)
+    out = builder.build(grid([series(instance="b")], [[2.0]]), linear_prediction(1), now_ms=batch.end_ms + 1)
+    assert out.ended  # a's series end
+    stamp = [out.timestamp_ms]
+    expected = [
+        SeriesSamples(lab, stamp, [v]) for lab, v in zip(out.labels, out.values.tolist(), strict=True)
     ]
-    assert ended[0].timestamps.tolist() == [2_000]
-    assert np.array_equal(ended[0].values.view(np.uint64), np.array([STALE_NAN]).view(np.uint64))
-    assert tracker.ended(out(3_000, "lstm")) == []
-    assert [dict(lbl)["model"] for lbl in tracker.forget("t")] == ["lstm"]
+    expected += out.paths
+    expected += [SeriesSamples(lab, stamp, [STALE_NAN]) for lab in out.ended]
+    got = decode_write_request(
+        decompress(encode_write_request(out.writes(), message=message), 1 << 24), message=message
+    )
+    assert got.series == expected
+    assert encode_write_request(out.writes(), message=message) == encode_write_request(
+        expected, message=message
+    )

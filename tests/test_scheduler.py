@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from tsf_adapter.core.series import Labels, make_labels
 from tsf_adapter.pipeline.metrics import DaemonMetrics
 from tsf_adapter.pipeline.output import ForecastOutput
 from tsf_adapter.pipeline.scheduler import RunnerDeps, Scheduler, TargetRunner, Workers
+from tsf_adapter.remote.codec import SampleBlock, WriteItem
 from tsf_adapter.store.store import Store
 
 T0 = 1_700_000_000.0  # a whole number of seconds: grid steps line up with the fake clock
@@ -97,7 +98,8 @@ class Env:
     deps: RunnerDeps
     clock: FakeClock
     registry: CollectorRegistry
-    outputs: list[ForecastOutput] = field(default_factory=list)
+    # What each forecast handed to the write queue.
+    sent: list[Sequence[WriteItem]] = field(default_factory=list)
 
     def put(self, instance: str, ts_s: float, value: float) -> None:
         labels = make_labels({"__name__": "m", "instance": instance})
@@ -122,20 +124,27 @@ async def env(pools: Workers) -> AsyncIterator[Env]:
     registry = CollectorRegistry()
     clock = FakeClock()
     store = Store([target()])
-    outputs: list[ForecastOutput] = []
+    sent: list[Sequence[WriteItem]] = []
 
-    async def emit(out: ForecastOutput) -> None:
-        outputs.append(out)
+    async def send(items: Sequence[WriteItem]) -> None:
+        sent.append(items)
 
     deps = RunnerDeps(
         store=store,
         workers=pools,
         metrics=DaemonMetrics(registry),
-        emit=emit,
+        send=send,
         clock=clock,
         jitter=lambda: 0.0,
     )
-    yield Env(store, deps, clock, registry, outputs)
+    yield Env(store, deps, clock, registry, sent)
+
+
+def rows_block(items: Sequence[WriteItem]) -> SampleBlock:
+    """The block of one forecast's rows: what a forecast sends first."""
+    block = items[0]
+    assert isinstance(block, SampleBlock)
+    return block
 
 
 def infos(out: ForecastOutput) -> dict[str, str]:
@@ -207,7 +216,7 @@ async def test_exceptions_are_counted_and_the_loop_goes_on(env: Env) -> None:
     assert env.value("tsf_adapter_forecast_errors_total") == 1.0
     model.fail_predict = False
     assert await r.forecast_once() is not None
-    assert env.outputs and len(env.outputs) == 1
+    assert env.sent and len(env.sent) == 1
 
 
 async def test_forecast_error_is_scored_once_the_horizon_has_passed(env: Env) -> None:
@@ -234,11 +243,11 @@ async def test_the_loop_forecasts_every_period_and_trains_when_due(env: Env) -> 
     r = runner(env, model)
     r.start()
     for _ in range(1000):
-        if len(env.outputs) == 6 and r.training is not None and r.training.done():
+        if len(env.sent) == 6 and r.training is not None and r.training.done():
             break
         await asyncio.sleep(0.01)
     await r.stop()
-    assert [o.timestamp_ms for o in env.outputs] == [round((T0 + k) * 1000) for k in range(6)]
+    assert [rows_block(s).timestamp_ms for s in env.sent] == [round((T0 + k) * 1000) for k in range(6)]
     # Trained at once (no saved model), next due after retrain_every (5s).
     assert model.trained
     assert r.next_train == T0 + 10.0  # the one at T0 + 5 started already
@@ -262,6 +271,47 @@ async def test_scheduler_remove_stops_a_runner_and_forgets_its_metrics(env: Env)
     await scheduler.remove("t")
     assert "t" not in scheduler.runners
     assert env.value("tsf_adapter_target_series") is None
+
+
+async def test_the_runner_sends_its_rows_and_holds_the_only_latest_forecast(env: Env) -> None:
+    env.put("a", T0, 1.0)
+    scheduler = Scheduler(env.deps)
+    r = scheduler.add(target(model={"kind": "last_value"}), load=False)
+    assert scheduler.latest() == []
+    out = await r.forecast_once()
+    assert out is not None and r.latest is out and scheduler.latest() == [out]
+    [items] = env.sent
+    assert items == out.writes()
+    block = rows_block(items)
+    assert block.labels is out.labels and block.values is out.values
+
+
+async def test_exposition_mode_sends_nothing_and_keeps_the_latest(env: Env) -> None:
+    env.put("a", T0, 1.0)
+    env.deps.send = None
+    r = runner(env, None, model={"kind": "last_value"})
+    out = await r.forecast_once()
+    assert out is not None and r.latest is out
+    assert r.builder.staleness is None and env.sent == []
+
+
+async def test_a_replaced_target_ends_what_only_the_old_config_wrote(env: Env) -> None:
+    env.put("a", T0, 1.0)
+    scheduler = Scheduler(env.deps)
+    old = scheduler.add(target(model={"kind": "last_value"}), load=False)
+    await old.forecast_once()
+    await scheduler.remove("t")
+    # A reload changed the horizons: the 2s series end with the new runner's first forecast.
+    new = scheduler.add(target(model={"kind": "last_value"}, horizons=["1s"]), load=False)
+    out = await new.forecast_once()
+    assert out is not None
+    assert {dict(lab)["horizon"] for lab in out.ended} == {"2s"} and len(out.ended) == 3
+    assert scheduler.end_series("t") == []  # the running target is not ended
+    # Removed for good: everything it wrote last, once.
+    await scheduler.remove("t")
+    ended = scheduler.end_series("t")
+    assert sorted(ended) == sorted(out.labels)
+    assert scheduler.end_series("t") == []
 
 
 async def test_a_trained_model_is_saved_and_loaded_only_with_matching_settings(

@@ -28,7 +28,7 @@ from tsf_adapter.config import QueueConfig, RemoteWriteConfig
 from tsf_adapter.core.errors import RecoverableError, WriteRejected
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
 from tsf_adapter.core.series import Labels, SeriesSamples, make_labels
-from tsf_adapter.remote.codec import decode_write_request
+from tsf_adapter.remote.codec import SampleBlock, decode_write_request
 from tsf_adapter.remote.queue import WriteQueue
 from tsf_adapter.remote.write_client import RemoteWriteClient
 
@@ -217,6 +217,55 @@ def test_every_sample_once_in_order_and_batches_bounded(sizes: list[tuple[str, i
     asyncio.run(scenario())
 
 
+def block(ts_s: int, *names: str, **labels: str) -> SampleBlock:
+    """One sample for each of the series ``names`` at ``ts_s``, as a forecast hands its rows over."""
+    lab = [make_labels({"__name__": name, **labels}) for name in names]
+    return SampleBlock(lab, ts_s * 1000, np.arange(len(names), dtype=np.float64) + ts_s / 7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.tuples(st.booleans(), st.integers(1, 25)), min_size=1, max_size=12),
+    per_send=st.integers(1, 12),
+)
+def test_blocks_and_series_every_sample_once_in_order(sizes: list[tuple[bool, int]], per_send: int) -> None:
+    """Blocks split across batches like long series: per-series order and the batch bound hold."""
+
+    async def scenario() -> None:
+        client, clock = RecordingWriteClient(), FakeClock(auto=True)
+        queue = make_queue(client, clock, max_samples_per_send=per_send, capacity=1000)
+        queue.start()
+        sent: list[SeriesSamples] = []
+        for ts, (is_block, n) in enumerate(sizes):
+            if is_block:
+                item = block(ts, *(f"r{i}" for i in range(n)))
+                sent.extend(item.rows())
+                await queue.put([item])
+            else:
+                sent.append(series("s", ts * 25, n))
+                await queue.put(sent[-1:])
+        total = sum(n for _, n in sizes)
+        await eventually(lambda: queue.stats.samples_sent == total)
+        await queue.close()
+        assert joined(client.delivered) == joined(sent)
+        assert all(0 < size <= per_send for size in client.batch_sizes)
+        assert queue.stats.batches_sent == len(client.batch_sizes)
+
+    asyncio.run(scenario())
+
+
+async def test_a_block_goes_out_as_one_series_per_row() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=True)
+    queue = make_queue(client, clock)
+    queue.start()
+    rows = block(3, *(f"m{i}" for i in range(14)), job="x")
+    await queue.put([series("a", 0, 2), rows, series("a", 2, 1)])
+    await eventually(lambda: queue.stats.samples_sent == 17)
+    await queue.close()
+    assert client.batch_sizes == [10, 7]
+    assert client.delivered == [series("a", 0, 2), *rows.rows(), series("a", 2, 1)]
+
+
 async def test_rw2_encoding() -> None:
     client, clock = RecordingWriteClient(message=RW2_MESSAGE), FakeClock(auto=True)
     queue = WriteQueue(client, QueueConfig(), message=RW2_MESSAGE, clock=clock)
@@ -225,6 +274,17 @@ async def test_rw2_encoding() -> None:
     await eventually(lambda: queue.stats.samples_sent == 3)
     await queue.close()
     assert client.delivered == [series("a", 0, 3, job="x")]
+
+
+async def test_rw2_encoding_of_a_block() -> None:
+    client, clock = RecordingWriteClient(message=RW2_MESSAGE), FakeClock(auto=True)
+    queue = WriteQueue(client, QueueConfig(), message=RW2_MESSAGE, clock=clock)
+    queue.start()
+    rows = block(5, "a", "b", job="x")
+    await queue.put([rows])
+    await eventually(lambda: queue.stats.samples_sent == 2)
+    await queue.close()
+    assert client.delivered == rows.rows()
 
 
 # --- retries ------------------------------------------------------------------------------------
@@ -288,6 +348,21 @@ async def test_rejected_batch_is_dropped_logged_once_and_queue_goes_on(
     assert record.name == "tsf_adapter.remote.write"
     assert "10 samples in 2 series" in record.getMessage()
     assert "out of order" in record.getMessage()
+    await queue.close()
+
+
+async def test_a_rejected_block_counts_its_rows_as_series(caplog: pytest.LogCaptureFixture) -> None:
+    client = RecordingWriteClient(WriteRejected("server returned HTTP status 400: out of order", status=400))
+    queue = make_queue(client, FakeClock(auto=True))
+    queue.start()
+    with caplog.at_level(logging.WARNING, logger="tsf_adapter.remote.write"):
+        await queue.put([series("a", 0, 4), block(1, *(f"m{i}" for i in range(8)))])
+        await eventually(lambda: queue.stats.samples_sent == 2)
+    # The first batch (4 samples of a, 6 rows of the block) is dropped; the block's rest is sent.
+    assert queue.stats.samples_dropped == {"http_400": 10}
+    [record] = caplog.records
+    assert "10 samples in 7 series" in record.getMessage()
+    assert [s.labels for s in client.delivered] == [make_labels({"__name__": n}) for n in ("m6", "m7")]
     await queue.close()
 
 
@@ -364,6 +439,22 @@ async def test_close_drops_what_is_left_when_deadline_passes() -> None:
     assert queue.stats.samples_dropped == {"shutdown": 15}
     assert queue.stats.queue_length == 0
     assert queue.stats.samples_sent == 0
+
+
+async def test_close_counts_the_rows_of_an_unsent_block_as_dropped() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=False)
+    client.gate = asyncio.Event()  # the receiver never answers
+    queue = make_queue(client, clock, flush_deadline=30.0)
+    queue.start()
+    await queue.put([block(1, *(f"m{i}" for i in range(25)))])
+    await eventually(lambda: client.attempts == 1)
+    assert queue.stats.queue_length == 25
+    closing = asyncio.create_task(queue.close())
+    await eventually(lambda: 30.0 in clock.sleeps)
+    clock.advance(30.0)
+    await asyncio.wait_for(closing, 10)
+    assert queue.stats.samples_dropped == {"shutdown": 25}
+    assert queue.stats.queue_length == 0
 
 
 async def test_close_gives_up_on_a_batch_being_retried() -> None:

@@ -12,7 +12,9 @@ Threads, and why:
   copies, which are then free to cross to the other threads;
 * the **forecast** thread runs the forecast itself (model and baseline predict,
   forecast-error tracking, output rows); the error tracker and output builder of
-  a target are only ever touched there, one forecast of a target at a time;
+  a target are only ever touched there, one forecast of a target at a time. The
+  builder makes there what the remote-write queue sends, staleness markers
+  included, so the event loop only hands it on (``RunnerDeps.send``);
 * the **train** thread runs ``fit`` and saves the model. Training is a background
   task of the runner: forecasts keep coming (from the previous model, or the
   ``predict_linear`` baseline) while it runs, and a training that is still
@@ -51,7 +53,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,7 @@ from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import TsfAdapterError
 from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import Labels
 from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.baselines import PredictLinear
 from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
@@ -76,8 +79,9 @@ from tsf_adapter.pipeline.models import (
     serving_models,
     snapshot,
 )
-from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
+from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo, StalenessTracker
 from tsf_adapter.pipeline.targets import threshold_target
+from tsf_adapter.remote.codec import WriteItem
 from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.scheduler")
@@ -92,7 +96,8 @@ TRAIN_BUDGET_FRACTION: Final = 0.8
 # What forecasts a series that has no model of its own yet.
 FALLBACK_MODEL: Final = "predict_linear"
 
-Emit = Callable[[ForecastOutput], Awaitable[None]]
+Send = Callable[[Sequence[WriteItem]], Awaitable[None]]
+"""Where remote-write output goes: ``WriteQueue.put``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +111,16 @@ class Workers:
 
 @dataclass(slots=True, kw_only=True)
 class RunnerDeps:
-    """What every runner shares: the store, the threads, the metrics and where outputs go."""
+    """What every runner shares: the store, the threads, the metrics and where outputs go.
+
+    ``send`` is the remote-write queue's ``put``; without it (``output.mode: exposition``) a
+    forecast is only kept as its runner's ``latest``, which ``/forecasts`` serves.
+    """
 
     store: Store
     workers: Workers
     metrics: DaemonMetrics
-    emit: Emit
+    send: Send | None = None
     clock: Clock = field(default_factory=SystemClock)
     state_dir: Path | None = None
     future_timestamps: bool = False
@@ -142,7 +151,9 @@ class TargetRunner:
         )
         self.trains = self.forecaster.NEEDS_FIT
         self.fallback = PredictLinear()
-        self.builder = ForecastOutputBuilder(target, future_timestamps=deps.future_timestamps)
+        self.builder = ForecastOutputBuilder(
+            target, future_timestamps=deps.future_timestamps, end_series=deps.send is not None
+        )
         self.tracker = ForecastErrorTracker(target.horizon_steps, target.step_ms)
         self.horizon_steps = max(target.horizon_steps)
         self._horizon_cols = np.asarray(target.horizon_steps, dtype=np.intp) - 1
@@ -153,6 +164,7 @@ class TargetRunner:
         self.next_forecast = -math.inf
         self.next_train = -math.inf
         self.training: asyncio.Task[bool] | None = None
+        # The target's latest forecast: the one copy, served by /forecasts in exposition mode.
         self.latest: ForecastOutput | None = None
         self._task: asyncio.Task[None] | None = None
         self.model_path = None if deps.state_dir is None else deps.state_dir / f"{self.name}.pt"
@@ -307,7 +319,7 @@ class TargetRunner:
     # --- forecasting ---------------------------------------------------------------------------
 
     async def forecast_once(self) -> ForecastOutput | None:
-        """One forecast: read, predict, build rows, hand them to ``emit``. Never raises (but cancel)."""
+        """One forecast: read, predict, build rows, hand them to ``send``. Never raises (but cancel)."""
         metrics = self.deps.metrics
         start = time.monotonic()
         try:
@@ -319,7 +331,8 @@ class TargetRunner:
             out, by_model, served = await self._call(
                 self.deps.workers.forecast, self._compute, batch, limits, now_ms
             )
-            await self.deps.emit(out)
+            if self.deps.send is not None:
+                await self.deps.send(out.writes())
             if self.target.model.kind == "auto":
                 for model in AUTO_CANDIDATES:
                     metrics.auto_series.labels(self.name, model).set(served[model])
@@ -359,7 +372,7 @@ class TargetRunner:
     def _compute(
         self, batch: GridBatch, limits: GridBatch | None, now_ms: int
     ) -> tuple[ForecastOutput, int, Counter[str]]:
-        """Forecast thread: score past forecasts, predict, remember, build the output rows."""
+        """Forecast thread: score past forecasts, predict, remember, build what is written."""
         self.tracker.observe(batch)
         prediction, models, by_model = self.predict(batch)
         medians = prediction[:, self._median, self._horizon_cols]  # [series, horizons]
@@ -431,10 +444,16 @@ class Scheduler:
     def __init__(self, deps: RunnerDeps) -> None:
         self.deps = deps
         self.runners: dict[str, TargetRunner] = {}
+        # What removed targets wrote last: taken over by a runner of the same name (a reload
+        # replaces a changed target by removing and adding it) or ended by end_series().
+        self._removed: dict[str, StalenessTracker] = {}
 
     def add(self, target: TargetConfig, *, load: bool = True) -> TargetRunner:
         """Create (and optionally load the saved model of) a target's runner; not started yet."""
         runner = TargetRunner(target, self.deps)
+        written = self._removed.pop(target.name, None)
+        if written is not None and runner.builder.staleness is not None:
+            runner.builder.staleness = written
         self.deps.metrics.add_target(target.name)
         if load:
             try:
@@ -454,6 +473,17 @@ class Scheduler:
         if runner is not None:
             await runner.stop(abort=True)
             self.deps.metrics.remove_target(name)
+            if runner.builder.staleness is not None:
+                self._removed[name] = runner.builder.staleness
+
+    def end_series(self, name: str) -> list[Labels]:
+        """Everything a removed target wrote last (sorted), for its final staleness markers; forgotten."""
+        tracker = self._removed.pop(name, None)
+        return [] if tracker is None else tracker.forget()
+
+    def latest(self) -> list[ForecastOutput]:
+        """The latest forecast of every running target that has made one."""
+        return [r.latest for r in self.runners.values() if r.latest is not None]
 
     async def stop(self) -> None:
         """Daemon shutdown: running fits end early and save; every loop ends."""

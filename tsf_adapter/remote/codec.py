@@ -11,23 +11,26 @@ uvarint, so size limits are checked before anything is decompressed.
 
 The receiver's hot path does not go through ``decode_write_request``: see
 ``tsf_adapter.remote.ingest`` for the cached, bytes-keyed path. This module is the
-reference decoder (tests, tools) and the encoder used by the sender.
+reference decoder (tests, tools) and the encoder used by the sender, which takes
+``SeriesSamples`` and ``SampleBlock`` (many one-sample series at one timestamp, columnar).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeAlias
 
+import numpy as np
+import numpy.typing as npt
 import snappy
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from tsf_adapter._pb import remote_pb2, write_v2_pb2
 from tsf_adapter.core.errors import DecodeError
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
-from tsf_adapter.core.series import Labels, SeriesSamples, make_labels
+from tsf_adapter.core.series import Labels, SeriesSamples, format_labels, make_labels
 
 RW1_VERSION: Final = "0.1.0"
 RW2_VERSION: Final = "2.0.0"
@@ -109,6 +112,70 @@ class PayloadTooLarge(DecodeError):
     """A request body over a configured size limit (→ HTTP 413)."""
 
 
+# --- what a sender writes ------------------------------------------------------------------------
+
+
+class SampleBlock:
+    """Many series with one sample each, all stamped ``timestamp_ms``: one forecast's rows, columnar.
+
+    A forecast writes every output series once at the forecast time. Kept as a list of label
+    sets and one value array, the forecast's columns go to the queue as they are built and the
+    encoder writes them without an object per row (160,000 rows per forecast at 10,000 input
+    series). Row ``i`` is the series ``labels[i]`` with the sample ``(timestamp_ms, values[i])``;
+    the label sets are distinct. Arrays are kept as given (no copy).
+
+    >>> block = SampleBlock([(("__name__", "a"),), (("__name__", "b"),)], 1000, [1.0, 2.0])
+    >>> len(block), block.split(1)[1].rows()
+    (2, [SeriesSamples(b, n=1)])
+    """
+
+    __slots__ = ("labels", "timestamp_ms", "values")
+
+    def __init__(self, labels: Sequence[Labels], timestamp_ms: int, values: npt.ArrayLike) -> None:
+        self.labels = labels
+        self.timestamp_ms = int(timestamp_ms)
+        self.values: npt.NDArray[np.float64] = np.asarray(values, dtype=np.float64)
+        if self.values.shape != (len(labels),):
+            raise ValueError(f"{len(labels)} label sets and values of shape {self.values.shape}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        first = format_labels(self.labels[0]) if self.labels else ""
+        return f"SampleBlock({first}..., n={len(self)}, t={self.timestamp_ms})"
+
+    def __eq__(self, other: object) -> bool:
+        """Bit-exact, as ``SeriesSamples`` compares: NaNs (and the staleness marker) by their bits."""
+        if not isinstance(other, SampleBlock):
+            return NotImplemented
+        return (
+            list(self.labels) == list(other.labels)
+            and self.timestamp_ms == other.timestamp_ms
+            and np.array_equal(self.values.view(np.uint64), other.values.view(np.uint64))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def split(self, n: int) -> tuple[SampleBlock, SampleBlock]:
+        """The first ``n`` rows and the rest, in order (the queue fills a batch with the first)."""
+        return (
+            SampleBlock(self.labels[:n], self.timestamp_ms, self.values[:n]),
+            SampleBlock(self.labels[n:], self.timestamp_ms, self.values[n:]),
+        )
+
+    def rows(self) -> list[SeriesSamples]:
+        """One ``SeriesSamples`` per row: for the reference encoders and tests, not the hot path."""
+        stamp = [self.timestamp_ms]
+        return [
+            SeriesSamples(lab, stamp, [v]) for lab, v in zip(self.labels, self.values.tolist(), strict=True)
+        ]
+
+
+WriteItem: TypeAlias = SeriesSamples | SampleBlock
+"""What the remote-write queue holds and the encoder writes."""
+
+
 # --- labels ---------------------------------------------------------------------------------------
 
 
@@ -128,11 +195,12 @@ def validate_labels(pairs: Sequence[tuple[str, str]]) -> Labels:
 # --- RW1 / RW2 encode -----------------------------------------------------------------------------
 
 
-def encode_write_request(series: Sequence[SeriesSamples], *, message: str = RW1_MESSAGE) -> bytes:
+def encode_write_request(series: Sequence[WriteItem], *, message: str = RW1_MESSAGE) -> bytes:
     """Serialize and snappy-compress series as an RW1 or RW2 request.
 
     Labels go out sorted (``Labels`` is canonical) and samples in the order given,
-    which callers keep increasing per series.
+    which callers keep increasing per series. A ``SampleBlock`` goes out as its rows,
+    one ``TimeSeries`` each, exactly as the same rows given as ``SeriesSamples`` would.
     """
     if message == RW1_MESSAGE:
         return compress(_RW1_ENCODER.encode(series))
@@ -156,7 +224,7 @@ class Rw1Encoder:
         self.max_cached = max_cached
         self._labels: dict[Labels, bytes] = {}
 
-    def encode(self, series: Sequence[SeriesSamples]) -> bytes:
+    def encode(self, series: Sequence[WriteItem]) -> bytes:
         """The serialized (uncompressed) request."""
         out: list[bytes] = []
         append = out.append
@@ -165,6 +233,9 @@ class Rw1Encoder:
             cache.clear()
         pack = _SAMPLE_VALUE.pack
         for s in series:
+            if isinstance(s, SampleBlock):
+                self._encode_block(s, append)
+                continue
             block = cache.get(s.labels)
             if block is None:
                 block = cache[s.labels] = _label_block(s.labels)
@@ -175,6 +246,20 @@ class Rw1Encoder:
             body = block + b"".join(samples)
             append(b"\x0a" + uvarint(len(body)) + body)
         return b"".join(out)
+
+    def _encode_block(self, rows: SampleBlock, append: Callable[[bytes], None]) -> None:
+        """The rows of a block: the timestamp field is shared, so each row costs one join."""
+        cache = self._labels
+        stamp = b"\x10" + uvarint(rows.timestamp_ms & 0xFFFF_FFFF_FFFF_FFFF)
+        sample_len = _SAMPLE_VALUE.size + len(stamp)
+        head = b"\x12" + bytes((sample_len,))
+        pack = _SAMPLE_VALUE.pack
+        for labels, value in zip(rows.labels, rows.values.tolist(), strict=True):
+            block = cache.get(labels)
+            if block is None:
+                block = cache[labels] = _label_block(labels)
+            size = len(block) + 2 + sample_len
+            append(b"".join((b"\x0a", uvarint(size), block, head, pack(0x09, value), stamp)))
 
 
 _SAMPLE_VALUE: Final = struct.Struct("<Bd")
@@ -211,10 +296,20 @@ def uvarint(value: int) -> bytes:
 _RW1_ENCODER = Rw1Encoder()
 
 
-def _build_rw1(series: Sequence[SeriesSamples]) -> remote_pb2.WriteRequest:
+def _as_rows(series: Sequence[WriteItem]) -> list[SeriesSamples]:
+    out: list[SeriesSamples] = []
+    for s in series:
+        if isinstance(s, SampleBlock):
+            out.extend(s.rows())
+        else:
+            out.append(s)
+    return out
+
+
+def _build_rw1(series: Sequence[WriteItem]) -> remote_pb2.WriteRequest:
     """The reference encoding through protobuf objects (tests compare against it)."""
     req = remote_pb2.WriteRequest()
-    for s in series:
+    for s in _as_rows(series):
         ts = req.timeseries.add()
         for name, value in s.labels:
             label = ts.labels.add()
@@ -227,10 +322,10 @@ def _build_rw1(series: Sequence[SeriesSamples]) -> remote_pb2.WriteRequest:
     return req
 
 
-def _build_rw2(series: Sequence[SeriesSamples]) -> write_v2_pb2.Request:
+def _build_rw2(series: Sequence[WriteItem]) -> write_v2_pb2.Request:
     req = write_v2_pb2.Request()
     symbols: dict[str, int] = {"": 0}
-    for s in series:
+    for s in _as_rows(series):
         ts = req.timeseries.add()
         refs: list[int] = []
         for name, value in s.labels:

@@ -5,12 +5,15 @@ bursts of forecasts rather than a continuous scrape stream:
 
 * ``put()`` appends series and waits while ``capacity`` samples are already
   held (queued plus the batch in flight), so a slow receiver slows producers
-  instead of growing memory.
+  instead of growing memory. It takes ``SeriesSamples`` and ``SampleBlock``
+  items: a forecast hands over its rows as one columnar block, which costs no
+  object per row here and is encoded straight from its columns.
 * One sender task takes up to ``max_samples_per_send`` samples at a time, or a
   partial batch once the oldest queued sample has waited
   ``batch_send_deadline``. A single sender keeps every series in order, which
   the spec requires and Prometheus enforces (an out-of-order sample fails the
-  whole request); a long series is split across batches in order.
+  whole request); a long series, or a long block, is split across batches in
+  order.
 * ``RecoverableError`` is retried forever with exponential backoff
   (``min_backoff`` doubling to ``max_backoff``, with jitter so that many
   adapters do not retry in step), or after ``retry_after`` when the server asks
@@ -41,7 +44,7 @@ from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import RecoverableError, TsfAdapterError, WriteRejected
 from tsf_adapter.core.protocol import RW1_MESSAGE
 from tsf_adapter.core.series import SeriesSamples
-from tsf_adapter.remote.codec import encode_write_request
+from tsf_adapter.remote.codec import SampleBlock, WriteItem, encode_write_request
 from tsf_adapter.remote.write_client import WriteClient
 
 logger = logging.getLogger("tsf_adapter.remote.write")
@@ -83,7 +86,7 @@ class WriteQueue:
 
         queue = WriteQueue(RemoteWriteClient(cfg, session), cfg.queue, message=cfg.protobuf_message)
         queue.start()
-        await queue.put([SeriesSamples(labels, [now_ms], [42.0])])
+        await queue.put([SeriesSamples(labels, [now_ms], [42.0]), SampleBlock(rows, now_ms, values)])
         ...
         await queue.close()          # flushes within cfg.queue.flush_deadline
         queue.stats.samples_sent
@@ -107,7 +110,7 @@ class WriteQueue:
         self._jitter = jitter
         self.stats = QueueStats()
         # (arrival on the monotonic clock, series): arrival drives the partial-batch deadline.
-        self._pending: deque[tuple[float, SeriesSamples]] = deque()
+        self._pending: deque[tuple[float, WriteItem]] = deque()
         self._pending_samples = 0
         self._inflight_samples = 0
         self._data = asyncio.Event()
@@ -120,7 +123,7 @@ class WriteQueue:
 
     # --- producer side ---------------------------------------------------------------------
 
-    async def put(self, series: Sequence[SeriesSamples]) -> None:
+    async def put(self, series: Sequence[WriteItem]) -> None:
         """Queue ``series``; waits while the queue holds ``capacity`` samples or more.
 
         A put that arrives after ``close()`` began is dropped and counted as
@@ -201,7 +204,7 @@ class WriteQueue:
             self._update_length()
             self._notify_space()
 
-    async def _next_batch(self) -> list[SeriesSamples] | None:
+    async def _next_batch(self) -> list[WriteItem] | None:
         """Wait for a full batch, the oldest sample's deadline, or close(); None when done."""
         while True:
             # Cleared before checking, so a put() between the check and the wait is not lost.
@@ -219,9 +222,9 @@ class WriteQueue:
                 return self._take_batch()
             await self._race(asyncio.ensure_future(self._data.wait()), remaining, cancel=True)
 
-    def _take_batch(self) -> list[SeriesSamples]:
+    def _take_batch(self) -> list[WriteItem]:
         room = self._cfg.max_samples_per_send
-        batch: list[SeriesSamples] = []
+        batch: list[WriteItem] = []
         while self._pending and room > 0:
             arrived, head = self._pending[0]
             if len(head) <= room:
@@ -229,19 +232,17 @@ class WriteQueue:
                 batch.append(head)
                 room -= len(head)
             else:
-                # Split a long series: its first part now, the rest stays first in line.
-                batch.append(SeriesSamples(head.labels, head.timestamps[:room], head.values[:room]))
-                self._pending[0] = (
-                    arrived,
-                    SeriesSamples(head.labels, head.timestamps[room:], head.values[room:]),
-                )
+                # Split a long series or block: its first part now, the rest stays first in line.
+                first, rest = _split(head, room)
+                batch.append(first)
+                self._pending[0] = (arrived, rest)
                 room = 0
         taken = self._cfg.max_samples_per_send - room
         self._pending_samples -= taken
         self._inflight_samples = taken
         return batch
 
-    async def _send(self, batch: list[SeriesSamples]) -> None:
+    async def _send(self, batch: list[WriteItem]) -> None:
         """Send one batch until it is delivered or rejected; retries never give up."""
         n = sum(len(s) for s in batch)
         try:
@@ -267,7 +268,7 @@ class WriteQueue:
                 backoff = min(backoff * 2, self._cfg.max_backoff)
                 continue
             except WriteRejected as exc:
-                self._drop(n, drop_reason(exc), str(exc), series=len(batch))
+                self._drop(n, drop_reason(exc), str(exc), series=_series_count(batch))
                 return
             except Exception:
                 # A bug in a client must not stop the queue; the batch is lost, loudly.
@@ -310,6 +311,21 @@ class WriteQueue:
         self._count_drop(samples, reason)
         what = f"{samples} samples" if series is None else f"{samples} samples in {series} series"
         logger.error("dropping %s (%s): %s", what, reason, detail)
+
+
+def _split(item: WriteItem, n: int) -> tuple[WriteItem, WriteItem]:
+    """The first ``n`` samples of a series (or rows of a block) and the rest."""
+    if isinstance(item, SampleBlock):
+        return item.split(n)
+    return (
+        SeriesSamples(item.labels, item.timestamps[:n], item.values[:n]),
+        SeriesSamples(item.labels, item.timestamps[n:], item.values[n:]),
+    )
+
+
+def _series_count(batch: Sequence[WriteItem]) -> int:
+    """Series in a batch: a block is one series per row."""
+    return sum(len(item) if isinstance(item, SampleBlock) else 1 for item in batch)
 
 
 class QueueCollector(Collector):

@@ -43,11 +43,10 @@ from tsf_adapter.core.address import split_host_port
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.lifecycle import Readiness
-from tsf_adapter.core.series import STALE_NAN, SeriesSamples
 from tsf_adapter.pipeline.backfill import install, read_history
 from tsf_adapter.pipeline.metrics import DaemonMetrics
 from tsf_adapter.pipeline.models import is_neural
-from tsf_adapter.pipeline.output import ForecastOutput, StalenessTracker, render_exposition
+from tsf_adapter.pipeline.output import EXPOSITION_CONTENT_TYPE, markers, render_exposition
 from tsf_adapter.pipeline.scheduler import RunnerDeps, Scheduler, Workers
 from tsf_adapter.pipeline.targets import receiver_selectors, store_specs
 from tsf_adapter.remote.queue import QueueCollector, WriteQueue
@@ -58,7 +57,6 @@ from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.daemon")
 
-EXPOSITION_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 # Targets read at once during a backfill (each read runs remote_read.concurrency sub-queries).
 BACKFILL_TARGETS_AT_ONCE: Final = 2
 # Sections a reload cannot change in a running process.
@@ -94,8 +92,6 @@ class Daemon:
         self.state = Readiness(ready=False)
         self.registry = CollectorRegistry()
         self.metrics = DaemonMetrics(self.registry)
-        self.latest: dict[str, ForecastOutput] = {}
-        self.staleness = StalenessTracker()
         self.queue: WriteQueue | None = None
         self.reader: RemoteReadClient | None = None
         self.app: web.Application | None = None
@@ -173,7 +169,7 @@ class Daemon:
             store=self.store,
             workers=Workers(ingest=app[INGEST_EXECUTOR], forecast=forecast_pool, train=train_pool),
             metrics=self.metrics,
-            emit=self._emit,
+            send=None if self.queue is None else self.queue.put,
             state_dir=state_dir(config, self.config_path),
             future_timestamps=config.output.future_timestamps,
             clock=self.clock,
@@ -247,28 +243,20 @@ class Daemon:
 
     # --- output ----------------------------------------------------------------------------------
 
-    async def _emit(self, out: ForecastOutput) -> None:
-        if self.queue is not None:
-            # Rows and staleness diffs are ~1 µs per series each: for a large target that is a
-            # fraction of a second, too long to hold the loop that answers Prometheus.
-            rows = await asyncio.to_thread(self._rows, out)
-            await self.queue.put(rows)
-        else:
-            self.latest[out.target] = out
-
-    def _rows(self, out: ForecastOutput) -> list[SeriesSamples]:
-        """Worker thread: the remote-write rows of one forecast, with markers for ended series."""
-        return out.samples() + self.staleness.ended(out)
+    # Forecasts reach the write queue from the runners themselves (RunnerDeps.send), built on
+    # the forecast thread; what is left here is the end of a removed target and /forecasts.
 
     async def _end_series(self, target: str) -> None:
         """Staleness markers for everything a removed target wrote, so it vanishes at once."""
-        ended = self.staleness.forget(target)
+        assert self.scheduler is not None
+        ended = self.scheduler.end_series(target)
         if self.queue is not None and ended:
             now_ms = int(self.clock.time() * 1000)
-            await self.queue.put([SeriesSamples(labels, [now_ms], [STALE_NAN]) for labels in ended])
+            await self.queue.put([markers(ended, now_ms)])
 
     async def _forecasts_handler(self, request: web.Request) -> web.Response:
-        body = render_exposition(list(self.latest.values()))
+        latest = [] if self.scheduler is None else self.scheduler.latest()
+        body = render_exposition(latest)
         return web.Response(body=body.encode(), headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
 
     # --- reload ----------------------------------------------------------------------------------
@@ -293,7 +281,6 @@ class Daemon:
         try:
             for name in gone:
                 await self.scheduler.remove(name)
-                self.latest.pop(name, None)
                 if name not in wanted:
                     await self._end_series(name)
             applied = dataclasses.replace(old, targets=new.targets, ingest=new.ingest)
