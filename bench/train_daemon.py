@@ -29,7 +29,7 @@ from tsf_adapter.forecast.neural.runtime import set_torch_threads
 from tsf_adapter.forecast.neural.state import FitReport
 from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 from tsf_adapter.pipeline.models import input_steps, make_forecaster
-from tsf_adapter.pipeline.scheduler import TRAIN_BUDGET_FRACTION
+from tsf_adapter.pipeline.runner import TRAIN_BUDGET_FRACTION
 
 T0_MS = 1_700_000_000_000
 

@@ -47,7 +47,8 @@ from tsf_adapter.pipeline.backfill import install, read_history
 from tsf_adapter.pipeline.metrics import DaemonMetrics
 from tsf_adapter.pipeline.models import is_neural
 from tsf_adapter.pipeline.output import EXPOSITION_CONTENT_TYPE, markers, render_exposition
-from tsf_adapter.pipeline.scheduler import RunnerDeps, Scheduler, Workers
+from tsf_adapter.pipeline.runner import RunnerDeps, Workers
+from tsf_adapter.pipeline.scheduler import Scheduler
 from tsf_adapter.pipeline.targets import receiver_selectors, store_specs
 from tsf_adapter.remote.queue import QueueCollector, WriteQueue
 from tsf_adapter.remote.read_client import RemoteReadClient

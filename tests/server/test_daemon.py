@@ -32,7 +32,7 @@ from tsf_adapter.core.series import SeriesSamples, make_labels, stale_mask
 from tsf_adapter.remote.codec import decode_write_request, decompress, encode_write_request
 from tsf_adapter.remote.read_codec import SAMPLES_CONTENT_TYPE, decode_read_request, encode_samples_response
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HANG_GUARD = 45.0  # seconds; only against a hang, never a speed assertion
 
 

@@ -20,7 +20,8 @@ from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import Labels, make_labels
 from tsf_adapter.pipeline.metrics import DaemonMetrics
 from tsf_adapter.pipeline.output import ForecastOutput
-from tsf_adapter.pipeline.scheduler import RunnerDeps, Scheduler, TargetRunner, Workers
+from tsf_adapter.pipeline.runner import RunnerDeps, TargetRunner, Workers
+from tsf_adapter.pipeline.scheduler import Scheduler
 from tsf_adapter.remote.codec import SampleBlock, WriteItem
 from tsf_adapter.store.store import Store
 
