@@ -21,9 +21,9 @@ import numpy as np
 
 from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
-from tsf_adapter.core.series import SeriesSamples
+from tsf_adapter.core.series import SampleBlock, SeriesSamples, WriteItem
 from tsf_adapter.pipeline.output import ForecastOutputBuilder, render_exposition
-from tsf_adapter.remote.codec import SampleBlock, WriteItem, encode_write_request
+from tsf_adapter.remote.codec import encode_write_request
 
 N_SERIES = 10_000
 SAMPLES_PER_SEND = 2000

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
-from tsf_adapter.core.series import STALE_NAN, Labels, SeriesSamples, make_labels
+from tsf_adapter.core.series import STALE_NAN, Labels, SampleBlock, SeriesSamples, make_labels
 from tsf_adapter.pipeline.output import (
     ForecastOutput,
     ForecastOutputBuilder,
@@ -23,7 +23,7 @@ from tsf_adapter.pipeline.output import (
     render_exposition,
     threshold_seconds,
 )
-from tsf_adapter.remote.codec import SampleBlock, decode_write_request, decompress, encode_write_request
+from tsf_adapter.remote.codec import decode_write_request, decompress, encode_write_request
 
 STEP = 60_000
 

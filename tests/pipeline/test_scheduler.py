@@ -17,12 +17,11 @@ from prometheus_client import CollectorRegistry
 from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.grid import GridBatch
-from tsf_adapter.core.series import Labels, make_labels
+from tsf_adapter.core.series import Labels, SampleBlock, WriteItem, make_labels
 from tsf_adapter.pipeline.metrics import DaemonMetrics
 from tsf_adapter.pipeline.output import ForecastOutput
 from tsf_adapter.pipeline.runner import RunnerDeps, TargetRunner, Workers
 from tsf_adapter.pipeline.scheduler import Scheduler
-from tsf_adapter.remote.codec import SampleBlock, WriteItem
 from tsf_adapter.store.store import Store
 
 T0 = 1_700_000_000.0  # a whole number of seconds: grid steps line up with the fake clock

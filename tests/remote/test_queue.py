@@ -27,8 +27,8 @@ from tests.remote.test_write_client import FakeReceiver, Reply
 from tsf_adapter.config import QueueConfig, RemoteWriteConfig
 from tsf_adapter.core.errors import RecoverableError, WriteRejected
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
-from tsf_adapter.core.series import Labels, SeriesSamples, make_labels
-from tsf_adapter.remote.codec import SampleBlock, decode_write_request
+from tsf_adapter.core.series import Labels, SampleBlock, SeriesSamples, make_labels
+from tsf_adapter.remote.codec import decode_write_request
 from tsf_adapter.remote.queue import WriteQueue
 from tsf_adapter.remote.write_client import RemoteWriteClient
 

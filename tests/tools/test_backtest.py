@@ -18,13 +18,7 @@ from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch, grid_values
 from tsf_adapter.forecast.options import ModelOptions
 from tsf_adapter.forecast.registry import MODELS, ModelSpec
-from tsf_adapter.tools.backtest import (
-    BacktestSpec,
-    at_samples,
-    median_step_ms,
-    origins,
-    run_backtest,
-)
+from tsf_adapter.tools.backtest import BacktestSpec, at_samples, median_step_ms, origins, run_backtest
 from tsf_adapter.tools.csvio import (
     FORECAST_HEADER,
     InputSeries,

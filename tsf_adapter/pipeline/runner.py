@@ -66,6 +66,7 @@ from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import TsfAdapterError
 from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.series import WriteItem
 from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.baselines import PredictLinear
 from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
@@ -80,7 +81,6 @@ from tsf_adapter.pipeline.models import (
 )
 from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
 from tsf_adapter.pipeline.targets import threshold_target
-from tsf_adapter.remote.codec import WriteItem
 from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.scheduler")

@@ -20,17 +20,15 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final
 
-import numpy as np
-import numpy.typing as npt
 import snappy
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from tsf_adapter._pb import remote_pb2, write_v2_pb2
 from tsf_adapter.core.errors import DecodeError
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
-from tsf_adapter.core.series import Labels, SeriesSamples, format_labels, make_labels
+from tsf_adapter.core.series import Labels, SampleBlock, SeriesSamples, WriteItem, make_labels
 
 RW1_VERSION: Final = "0.1.0"
 RW2_VERSION: Final = "2.0.0"
@@ -110,70 +108,6 @@ def decompress(body: bytes, max_length: int) -> bytes:
 
 class PayloadTooLarge(DecodeError):
     """A request body over a configured size limit (→ HTTP 413)."""
-
-
-# --- what a sender writes ------------------------------------------------------------------------
-
-
-class SampleBlock:
-    """Many series with one sample each, all stamped ``timestamp_ms``: one forecast's rows, columnar.
-
-    A forecast writes every output series once at the forecast time. Kept as a list of label
-    sets and one value array, the forecast's columns go to the queue as they are built and the
-    encoder writes them without an object per row (160,000 rows per forecast at 10,000 input
-    series). Row ``i`` is the series ``labels[i]`` with the sample ``(timestamp_ms, values[i])``;
-    the label sets are distinct. Arrays are kept as given (no copy).
-
-    >>> block = SampleBlock([(("__name__", "a"),), (("__name__", "b"),)], 1000, [1.0, 2.0])
-    >>> len(block), block.split(1)[1].rows()
-    (2, [SeriesSamples(b, n=1)])
-    """
-
-    __slots__ = ("labels", "timestamp_ms", "values")
-
-    def __init__(self, labels: Sequence[Labels], timestamp_ms: int, values: npt.ArrayLike) -> None:
-        self.labels = labels
-        self.timestamp_ms = int(timestamp_ms)
-        self.values: npt.NDArray[np.float64] = np.asarray(values, dtype=np.float64)
-        if self.values.shape != (len(labels),):
-            raise ValueError(f"{len(labels)} label sets and values of shape {self.values.shape}")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __repr__(self) -> str:
-        first = format_labels(self.labels[0]) if self.labels else ""
-        return f"SampleBlock({first}..., n={len(self)}, t={self.timestamp_ms})"
-
-    def __eq__(self, other: object) -> bool:
-        """Bit-exact, as ``SeriesSamples`` compares: NaNs (and the staleness marker) by their bits."""
-        if not isinstance(other, SampleBlock):
-            return NotImplemented
-        return (
-            list(self.labels) == list(other.labels)
-            and self.timestamp_ms == other.timestamp_ms
-            and np.array_equal(self.values.view(np.uint64), other.values.view(np.uint64))
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def split(self, n: int) -> tuple[SampleBlock, SampleBlock]:
-        """The first ``n`` rows and the rest, in order (the queue fills a batch with the first)."""
-        return (
-            SampleBlock(self.labels[:n], self.timestamp_ms, self.values[:n]),
-            SampleBlock(self.labels[n:], self.timestamp_ms, self.values[n:]),
-        )
-
-    def rows(self) -> list[SeriesSamples]:
-        """One ``SeriesSamples`` per row: for the reference encoders and tests, not the hot path."""
-        stamp = [self.timestamp_ms]
-        return [
-            SeriesSamples(lab, stamp, [v]) for lab, v in zip(self.labels, self.values.tolist(), strict=True)
-        ]
-
-
-WriteItem: TypeAlias = SeriesSamples | SampleBlock
-"""What the remote-write queue holds and the encoder writes."""
 
 
 # --- labels ---------------------------------------------------------------------------------------

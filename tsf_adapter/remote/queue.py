@@ -43,8 +43,8 @@ from tsf_adapter.config import QueueConfig
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import RecoverableError, TsfAdapterError, WriteRejected
 from tsf_adapter.core.protocol import RW1_MESSAGE
-from tsf_adapter.core.series import SeriesSamples
-from tsf_adapter.remote.codec import SampleBlock, WriteItem, encode_write_request
+from tsf_adapter.core.series import SampleBlock, SeriesSamples, WriteItem
+from tsf_adapter.remote.codec import encode_write_request
 from tsf_adapter.remote.write_client import WriteClient
 
 logger = logging.getLogger("tsf_adapter.remote.write")

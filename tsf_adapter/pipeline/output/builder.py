@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.grid import GridBatch
-from tsf_adapter.core.series import Labels, SeriesSamples
+from tsf_adapter.core.series import Labels, SampleBlock, SeriesSamples, WriteItem
 from tsf_adapter.pipeline.output.naming import (
     ERROR_SUFFIX,
     FORECAST_SUFFIX,
@@ -43,7 +43,6 @@ from tsf_adapter.pipeline.output.naming import (
 )
 from tsf_adapter.pipeline.output.staleness import StalenessTracker, markers
 from tsf_adapter.pipeline.output.thresholds import join_limits, latest_values, threshold_seconds
-from tsf_adapter.remote.codec import SampleBlock, WriteItem
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tsf_adapter.core.series import STALE_NAN, Labels
-from tsf_adapter.remote.codec import SampleBlock
+from tsf_adapter.core.series import STALE_NAN, Labels, SampleBlock
 
 
 class StalenessTracker:
