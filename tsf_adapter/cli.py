@@ -145,6 +145,12 @@ def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bt.add_argument("--quantiles", default="0.1,0.5,0.9", help="quantiles of quantile models")
     bt.add_argument("--retrain-every", type=int, help="retrain learning models every N origins")
     bt.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    bt.add_argument(
+        "--scope",
+        default="per_series",
+        choices=["per_series", "global"],
+        help="neural models: a network per series, or one for each group of series trained together",
+    )
     bt.set_defaults(func=_cmd_backtest)
 
 
@@ -260,6 +266,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         quantiles=quantiles,
         retrain_every=args.retrain_every,
         device=args.device,
+        scope=args.scope,
     )
     if bool(args.input) == bool(args.prometheus):
         raise ConfigError("give --input files or --prometheus with --selector, --start and --end")

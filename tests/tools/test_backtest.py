@@ -55,24 +55,29 @@ class Recorder:
     QUANTILES: ClassVar[bool] = True
     name = "recorder"
     log: ClassVar[list[tuple[str, int, float]]] = []
+    rows: ClassVar[list[tuple[str, tuple[str, ...]]]] = []  # the series each call was shown
 
     def __init__(self, options: ModelOptions) -> None:
         self.quantiles = options.quantiles
+        self.options = options
 
     def fit(self, batch: GridBatch) -> None:
         self.log.append(("fit", batch.end_ms, float(np.nanmax(batch.values))))
+        self.rows.append(("fit", tuple(dict(lab)["series"] for lab in batch.labels)))
 
     def predict(self, batch: GridBatch, horizon_steps: int) -> np.ndarray:
         self.log.append(("predict", batch.end_ms, float(np.nanmax(batch.values))))
+        self.rows.append(("predict", tuple(dict(lab)["series"] for lab in batch.labels)))
         ts = batch.horizon_timestamps_ms(horizon_steps) / 1000.0
         q = np.asarray(self.quantiles)[:, None] - 0.5
-        out: np.ndarray = (ts[None, :] + q)[None, :, :]
+        out: np.ndarray = np.broadcast_to(ts[None, :] + q, (batch.n_series, len(q), len(ts))).copy()
         return out
 
 
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> type[Recorder]:
     Recorder.log = []
+    Recorder.rows = []
     monkeypatch.setitem(MODELS, "recorder", ModelSpec(Recorder))
     return Recorder
 
@@ -213,6 +218,56 @@ def test_retrain_every_n_origins_sees_data_up_to_that_origin(
         fits = [seen for kind, _, seen in recorder.log if kind == "fit"]
         # Samples lie on the grid here, so each fit sees exactly up to its origin.
         assert fits == [float(o) for o in all_origins[::n]]
+
+
+def test_series_that_share_a_step_and_first_origin_train_as_one_group(
+    tmp_path: Path, recorder: type[Recorder]
+) -> None:
+    # a and b: the same grid and origins; c: the same first origin, fewer origins (it ends
+    # earlier); d: another grid step, so a group of its own. Values are their timestamps.
+    a, b, c, d = (
+        read_series_csv(ramp(tmp_path / f"{name}.csv", 0, n, step))
+        for name, n, step in (("a", 300, 60), ("b", 300, 60), ("c", 240, 60), ("d", 150, 120))
+    )
+    sp = spec(models=("recorder",), start_frac=None, start_origin_s=2 * H, history_s=1800.0, horizon_s=1800.0)
+    result = run_backtest([a, b, c, d], sp, io.StringIO(), progress=None)
+    n_ac = [len(origins(s.timestamps_ms, sp)) for s in (a, c)]
+    assert n_ac[1] < n_ac[0]
+    fits = [names for kind, names in recorder.rows if kind == "fit"]
+    assert fits == [("a", "b", "c"), ("d",)]
+    predicts = [names for kind, names in recorder.rows if kind == "predict"]
+    assert predicts[: n_ac[1]] == [("a", "b", "c")] * n_ac[1]
+    assert predicts[n_ac[1] : n_ac[0]] == [("a", "b")] * (n_ac[0] - n_ac[1])
+    # The group's fit, and every forecast, sees no sample after its origin in any series.
+    first_origin = 2 * H
+    assert next(seen for kind, _, seen in recorder.log if kind == "fit") == first_origin
+    for _, end_ms, seen in recorder.log:
+        assert seen <= end_ms / 1000
+    # Each series' rows are what a run of it alone writes.
+    for s in (a, c, d):
+        recorder.rows.clear()
+        alone = run_backtest([s], sp, io.StringIO(), progress=None)
+        assert recorder.rows[0] == ("fit", (s.name,))
+        [mine] = [f for f in result.forecasts if f.series == s.name]
+        [single] = alone.forecasts
+        assert np.array_equal(mine.timestamps_ms, single.timestamps_ms)
+        assert np.array_equal(mine.values, single.values)
+
+
+def test_a_groups_training_budget_is_per_series(tmp_path: Path, recorder: type[Recorder]) -> None:
+    series = [read_series_csv(ramp(tmp_path / f"s{i}.csv", 0, 300, 60)) for i in range(3)]
+    sp = spec(models=("recorder",), start_frac=0.5, train_budget_s=10.0)
+    built: list[ModelOptions] = []
+    original = Recorder.__init__
+
+    def record(self: Recorder, options: ModelOptions) -> None:
+        built.append(options)
+        original(self, options)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Recorder, "__init__", record)
+        run(series, sp)
+    assert [o.train_budget_s for o in built] == [30.0]
 
 
 def _args(sp: BacktestSpec) -> dict[str, object]:
@@ -386,3 +441,23 @@ def test_train_settings_reach_the_models_options(tmp_path: Path, monkeypatch: py
     settings = (("weight_decay", 0.01), ("features.scale", "min"))
     run([series], spec(models=("recorder",), train_settings=settings))
     assert seen and all(o.train_settings == settings for o in seen)
+
+
+@pytest.mark.parametrize("scope", ["per_series", "global"])
+def test_scope_flag_reaches_the_models_options(
+    scope: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[ModelOptions] = []
+
+    def build(options: ModelOptions) -> Recorder:
+        seen.append(options)
+        return Recorder(options)
+
+    monkeypatch.setitem(MODELS, "recorder", ModelSpec(build))
+    a = ramp(tmp_path / "a.csv", 0, 48 * 12, 300)
+    b = ramp(tmp_path / "b.csv", 0, 48 * 12, 300)
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*cli_args(tmp_path, a, b, models="recorder"), "--scope", scope])
+    assert exc.value.code == 0
+    assert [o.scope for o in seen] == [scope]  # one model for the group of a and b
+    capsys.readouterr()

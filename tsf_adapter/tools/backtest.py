@@ -6,10 +6,17 @@ while ``origin + horizon <= last`` (or they start at a given unix time). At
 each origin every model gets a window of the series on a regular grid and
 forecasts the grid steps that cover the horizon.
 
+Series are run as the daemon runs a target: the inputs that share a grid step
+and a first origin form one group, and each model is fitted once per group, on
+all of its series side by side (one stacked fit of per-series networks, or one
+network for all with ``scope="global"``), then forecasts every series of the
+group at each origin in one call. Groups of one are the plain per-series run.
+
 No leakage, by construction: the grid of an origin is built from the samples
 with ``timestamp <= origin`` only (:func:`grid_values` never sees the others),
 and a model that learns is fitted on the samples up to the first origin, or
-up to the latest retraining origin with ``retrain_every``.
+up to the latest retraining origin with ``retrain_every``; the series of a
+group share their origins, so a group's fit sees no series past that origin.
 
 Grid: as in the daemon's store, grid step ``k`` has timestamp ``k * step`` and
 holds the last sample in ``(k*step - step, k*step]``; a step without a sample
@@ -42,7 +49,7 @@ from tsf_adapter.core.grid import GridBatch, grid_values
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, format_labels, make_labels
 from tsf_adapter.forecast.base import Forecaster, check_forecast
-from tsf_adapter.forecast.options import DEFAULT_QUANTILES, ModelOptions
+from tsf_adapter.forecast.options import DEFAULT_QUANTILES, ModelOptions, Scope
 from tsf_adapter.forecast.registry import check_models, create_model, model_window_s
 from tsf_adapter.tools.csvio import ForecastRows, ForecastWriter, InputSeries, iter_inputs
 from tsf_adapter.tools.scoring import score_all, summary_table
@@ -73,7 +80,10 @@ class BacktestSpec:
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     retrain_every: int | None = None
     device: str = "cpu"
-    # Seconds one training run may take (not a command-line flag: benchmarks bound their runtime).
+    # per_series: a network per series (trained stacked, per group); global: one per group.
+    scope: Scope = "per_series"
+    # Seconds one training run may take, per series of the group it trains (not a command-line flag:
+    # benchmarks bound their runtime).
     train_budget_s: float | None = None
     # Training settings of the learning models (not a command-line flag either; see ModelOptions).
     train_settings: tuple[tuple[str, Any], ...] = ()
@@ -219,6 +229,29 @@ def plan(inputs: Sequence[InputSeries], spec: BacktestSpec) -> dict[str, IntArra
     return out
 
 
+def groups(
+    inputs: Sequence[InputSeries], spec: BacktestSpec, all_origins: dict[str, IntArray]
+) -> list[list[InputSeries]]:
+    """Inputs that share a grid step and a first origin, in input order: each is trained as one target.
+
+    >>> spec = BacktestSpec(history_s=60, horizon_s=60, origin_every_s=60, start_origin_s=120,
+    ...                     models=("last_value",), step_s=60)
+    >>> ts = np.arange(0, 600_000, 60_000)
+    >>> a, b, c = (InputSeries(n, ts, ts * 1.0) for n in "abc")
+    >>> [[s.name for s in g] for g in groups([a, b, c], spec, {n: origins(ts, spec) for n in "abc"})]
+    [['a', 'b', 'c']]
+    """
+    found: dict[tuple[int, int], list[InputSeries]] = {}
+    for s in inputs:
+        step_ms = _step_ms(s, spec)
+        found.setdefault((step_ms, int(all_origins[s.name][0])), []).append(s)
+    return list(found.values())
+
+
+def _step_ms(series: InputSeries, spec: BacktestSpec) -> int:
+    return round(spec.step_s * 1000) if spec.step_s is not None else median_step_ms(series.timestamps_ms)
+
+
 def run_backtest(
     inputs: Sequence[InputSeries],
     spec: BacktestSpec,
@@ -230,85 +263,99 @@ def run_backtest(
     """Run every model at every origin of every series; stream rows to ``out``; keep them for scoring.
 
     ``labels`` gives the label set a series is shown to models with (Prometheus
-    inputs); otherwise ``{series="<name>"}``.
+    inputs); otherwise ``{series="<name>"}``. Rows come group by group, origin by
+    origin, series by series within an origin.
     """
     all_origins = plan(inputs, spec)
     meter = Progress(sum(len(o) for o in all_origins.values()) * len(spec.models), progress)
     writer = ForecastWriter(out)
-    collected: list[ForecastRows] = []
-    for n, s in enumerate(inputs, start=1):
-        lab = (labels or {}).get(s.name) or make_labels({"series": s.name})
-        step_ms = round(spec.step_s * 1000) if spec.step_s is not None else median_step_ms(s.timestamps_ms)
-        runner = _SeriesRun(s, lab, spec, step_ms, writer)
-        series_origins = all_origins[s.name]
-        for i, origin in enumerate(series_origins):
-            runner.forecast(i, int(origin))
-            meter.advance(
-                len(spec.models), f"series {n}/{len(inputs)} {s.name} origin {i + 1}/{len(series_origins)}"
-            )
-        collected.extend(c.rows(s.name, m) for m, c in runner.collected.items())
+    collected: dict[str, dict[str, _Collected]] = {}
+    for n, group in enumerate(groups(inputs, spec, all_origins), start=1):
+        group_labels = [(labels or {}).get(s.name) or make_labels({"series": s.name}) for s in group]
+        runner = _GroupRun(group, group_labels, spec, _step_ms(group[0], spec), writer)
+        counts = [len(all_origins[s.name]) for s in group]
+        name = group[0].name if len(group) == 1 else f"{group[0].name} and {len(group) - 1} more"
+        for i, origin in enumerate(all_origins[group[max(range(len(group)), key=counts.__getitem__)].name]):
+            active = [j for j, c in enumerate(counts) if c > i]
+            runner.forecast(i, int(origin), active)
+            meter.advance(len(spec.models) * len(active), f"group {n} ({name}) origin {i + 1}/{max(counts)}")
+        for s, by_model in zip(group, runner.collected, strict=True):
+            collected[s.name] = by_model
     elapsed = meter.finish(writer.rows)
-    return BacktestResult(collected, {s.name: s for s in inputs}, writer.rows, elapsed)
+    forecasts = [c.rows(s.name, m) for s in inputs for m, c in collected[s.name].items()]
+    return BacktestResult(forecasts, {s.name: s for s in inputs}, writer.rows, elapsed)
 
 
-class _SeriesRun:
-    """All models on one series, origin after origin."""
+class _GroupRun:
+    """All models on one group of series (same step, same origins), origin after origin."""
 
     def __init__(
-        self, series: InputSeries, labels: Labels, spec: BacktestSpec, step_ms: int, writer: ForecastWriter
+        self,
+        series: Sequence[InputSeries],
+        labels: Sequence[Labels],
+        spec: BacktestSpec,
+        step_ms: int,
+        writer: ForecastWriter,
     ) -> None:
-        self.series = series
-        self.labels = labels
+        self.series = list(series)
+        self.labels = tuple(labels)
         self.spec = spec
         self.step_ms = step_ms
         self.writer = writer
+        budget = None if spec.train_budget_s is None else spec.train_budget_s * len(self.series)
         options = ModelOptions(
             history_s=spec.history_s,
             horizon_s=spec.horizon_s,
             step_s=step_ms / 1000,
             quantiles=spec.quantiles,
             device=spec.device,
-            train_budget_s=spec.train_budget_s,
+            train_budget_s=budget,
+            scope=spec.scope,
             train_settings=spec.train_settings,
         )
         self.models: dict[str, Forecaster] = {m: create_model(m, options) for m in spec.models}
         self.window_steps = {m: int(model_window_s(m, options) * 1000 // step_ms) + 1 for m in spec.models}
-        self.collected = {m: _Collected(self.models[m].quantiles) for m in spec.models}
+        self.collected = [{m: _Collected(self.models[m].quantiles) for m in spec.models} for _ in self.series]
+        first_step = min(-(-int(s.timestamps_ms[0]) // step_ms) for s in self.series)
+        self.first_ms = first_step * step_ms
 
-    def batch(self, cutoff_ms: int, first_ms: int, end_ms: int) -> GridBatch:
+    def batch(self, rows: Sequence[int], cutoff_ms: int, first_ms: int, end_ms: int) -> GridBatch:
+        """Rows ``rows`` of the group on the grid ``[first_ms, end_ms]``, samples ``<= cutoff_ms`` only."""
         n = (end_ms - first_ms) // self.step_ms + 1
-        s = self.series
-        vals = grid_values(s.timestamps_ms, s.values, cutoff_ms, first_ms, n, self.step_ms)
-        return GridBatch(TARGET, (self.labels,), vals[None, :], first_ms, self.step_ms)
+        values = np.empty((len(rows), n))
+        for r, j in enumerate(rows):
+            s = self.series[j]
+            values[r] = grid_values(s.timestamps_ms, s.values, cutoff_ms, first_ms, n, self.step_ms)
+        return GridBatch(TARGET, tuple(self.labels[j] for j in rows), values, first_ms, self.step_ms)
 
-    def forecast(self, index: int, origin_ms: int) -> None:
+    def forecast(self, index: int, origin_ms: int, active: Sequence[int]) -> None:
         step = self.step_ms
         end = origin_ms // step * step
         horizon_end = origin_ms + round(self.spec.horizon_s * 1000)
         h_steps = -(-(horizon_end - end) // step)
-        ts = self.series.timestamps_ms
-        lo, hi = np.searchsorted(ts, [origin_ms, horizon_end], side="right")
-        sample_ts = ts[lo:hi]
         retrain = index == 0 or (self.spec.retrain_every is not None and index % self.spec.retrain_every == 0)
         for name, model in self.models.items():
             if model.NEEDS_FIT and retrain:
-                first = -(-int(ts[0]) // step) * step
                 try:
-                    model.fit(self.batch(origin_ms, first, end))
+                    model.fit(self.batch(range(len(self.series)), origin_ms, self.first_ms, end))
                 except TrainingError as exc:
                     # Not fatal: the model forecasts NaN (counted as missing) until a retrain works.
-                    logger.warning(
-                        "%s: %s: training failed at origin %d: %s", self.series.name, name, origin_ms, exc
-                    )
-            batch = self.batch(origin_ms, end - (self.window_steps[name] - 1) * step, end)
+                    names = ", ".join(self.series[j].name for j in range(len(self.series)))
+                    logger.warning("%s: %s: training failed at origin %d: %s", names, name, origin_ms, exc)
+            batch = self.batch(active, origin_ms, end - (self.window_steps[name] - 1) * step, end)
             pred = model.predict(batch, h_steps)
             check_forecast(model, batch, h_steps, pred)
-            values = at_samples(batch.horizon_timestamps_ms(h_steps), pred[0], sample_ts)  # [q, sample]
-            self.writer.write_block(self.series.name, name, origin_ms, sample_ts, model.quantiles, values)
-            c = self.collected[name]
-            c.origins.append(np.full(len(sample_ts), origin_ms, dtype=np.int64))
-            c.stamps.append(sample_ts)
-            c.values.append(values.T)
+            grid_ts = batch.horizon_timestamps_ms(h_steps)
+            for r, j in enumerate(active):
+                s = self.series[j]
+                lo, hi = np.searchsorted(s.timestamps_ms, [origin_ms, horizon_end], side="right")
+                sample_ts = s.timestamps_ms[lo:hi]
+                values = at_samples(grid_ts, pred[r], sample_ts)  # [q, sample]
+                self.writer.write_block(s.name, name, origin_ms, sample_ts, model.quantiles, values)
+                c = self.collected[j][name]
+                c.origins.append(np.full(len(sample_ts), origin_ms, dtype=np.int64))
+                c.stamps.append(sample_ts)
+                c.values.append(values.T)
 
 
 # --- Prometheus as the input ----------------------------------------------------------------------
