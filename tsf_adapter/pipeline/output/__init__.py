@@ -49,7 +49,12 @@ from tsf_adapter.pipeline.output.naming import (
     quantile_label,
 )
 from tsf_adapter.pipeline.output.staleness import StalenessTracker, markers
-from tsf_adapter.pipeline.output.thresholds import join_limits, latest_values, threshold_seconds
+from tsf_adapter.pipeline.output.thresholds import (
+    join_limits,
+    latest_values,
+    threshold_probability,
+    threshold_seconds,
+)
 
 __all__ = [
     "ERROR_SUFFIX",
@@ -74,5 +79,6 @@ __all__ = [
     "output_base",
     "quantile_label",
     "render_exposition",
+    "threshold_probability",
     "threshold_seconds",
 ]
