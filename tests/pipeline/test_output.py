@@ -282,13 +282,12 @@ def test_threshold_probability_agrees_with_the_quantiles_that_cross(
     anchor: float, paths: list[list[float]], thr: float
 ) -> None:
     """Ordered quantile paths: at least 1 - q where the q-path reaches the threshold, at most where not."""
-    ordered = np.sort(np.array([paths]), axis=1)
+    ordered = np.sort(np.array(paths), axis=0)
     steps = [1, 2, 4]
-    got = threshold_probability(np.array([anchor]), ordered, np.array([thr]), LEVELS, steps)[0]
-    seconds = threshold_seconds(np.array([anchor]), ordered, np.array([thr]), step_s=1.0)[0]
+    got = threshold_probability(np.array([anchor]), ordered[None], np.array([thr]), LEVELS, steps)[0]
     for h, p in zip(steps, got.tolist(), strict=True):
-        for q, reached_at in zip(LEVELS, seconds.tolist(), strict=True):
-            if reached_at <= h:
+        for q, path in zip(LEVELS, ordered.tolist(), strict=True):
+            if max(anchor, *path[:h]) >= thr:
                 assert p >= 1.0 - q - 1e-12
             else:
                 assert p <= 1.0 - q + 1e-12
