@@ -98,7 +98,15 @@ def test_forecast_rows_carry_input_labels_horizon_and_quantile() -> None:
 
 def test_clashing_input_labels_are_exported_not_overwritten() -> None:
     labels = make_labels(
-        {"__name__": "m", "horizon": "x", "exported_horizon": "y", "quantile": "q", "Zone": "z", "model": "m"}
+        {
+            "__name__": "m",
+            "horizon": "x",
+            "exported_horizon": "y",
+            "quantile": "q",
+            "Zone": "z",
+            "model": "m",
+            "within": "w",
+        }
     )
     assert output_base(labels) == (
         "m",
@@ -108,6 +116,7 @@ def test_clashing_input_labels_are_exported_not_overwritten() -> None:
             ("exported_horizon", "y"),
             ("exported_model", "m"),
             ("exported_quantile", "q"),
+            ("exported_within", "w"),
         ),
     )
     out = ForecastOutputBuilder(target(selector="m")).build(
@@ -298,10 +307,23 @@ def test_constant_threshold_rows_per_quantile() -> None:
     batch = grid([series(instance="a")], [[0.0, 90.0]])
     prediction = np.array([[[95.0, 99.0, 99.0], [110.0, 130.0, 150.0], [200.0, 300.0, 400.0]]])
     out = ForecastOutputBuilder(cfg).build(batch, prediction, now_ms=batch.end_ms)
-    got = {dict(lab)["quantile"]: v for lab, v in rows(out).items() if "threshold" in dict(lab)["__name__"]}
+    got = {dict(lab)["quantile"]: v for lab, v in rows(out).items() if "threshold_s" in dict(lab)["__name__"]}
     assert got == {"0.1": math.inf, "0.5": pytest.approx(30.0), "0.9": pytest.approx(60 * 10 / 110)}
-    name = next(dict(lab)["__name__"] for lab in out.labels if "threshold" in dict(lab)["__name__"])
+    name = next(dict(lab)["__name__"] for lab in out.labels if "threshold_s" in dict(lab)["__name__"])
     assert name == "used_bytes:forecast_threshold_seconds"
+    # Within 1m the peaks are 95, 110, 200: 100 lies a third of the way from p10 to p50.
+    # Within 3m they are 99, 150, 400: 100 lies 1/51 of the way.
+    probability = {
+        lab: v for lab, v in rows(out).items() if dict(lab)["__name__"].endswith("_threshold_probability")
+    }
+    assert probability == {
+        make_labels(
+            {"__name__": "used_bytes:forecast_threshold_probability", "instance": "a", "within": "1m"}
+        ): pytest.approx(0.9 - 0.4 * 5 / 15),
+        make_labels(
+            {"__name__": "used_bytes:forecast_threshold_probability", "instance": "a", "within": "3m"}
+        ): pytest.approx(0.9 - 0.4 * 1 / 51),
+    }
 
 
 def test_limit_series_join_on_labels_many_to_one() -> None:
@@ -344,6 +366,12 @@ def test_threshold_from_limit_series_and_series_without_limit_get_none() -> None
     }
     # Limit 200 x 0.5 = 100, reached from 40 to 120 at 60/80 of the first step; u2 has no limit.
     assert thresholds == {("u1", q): pytest.approx(45.0) for q in ("0.1", "0.5", "0.9")}
+    probability = {
+        (dict(lab)["user"], dict(lab)["within"]): v
+        for lab, v in rows(out).items()
+        if dict(lab)["__name__"].endswith("threshold_probability")
+    }
+    assert probability == {("u1", "1m"): 1.0, ("u1", "3m"): 1.0}  # a point forecast past the limit
 
 
 def test_error_rows_only_where_a_forecast_has_matured() -> None:
@@ -424,6 +452,7 @@ def test_exposition_parses_with_the_reference_parser() -> None:
     assert set(families) == {
         "used_bytes:forecast",
         "used_bytes:forecast_threshold_seconds",
+        "used_bytes:forecast_threshold_probability",
         "used_bytes:forecast_error",
         "used_bytes:forecast_model_info",
         "free_bytes:forecast",
