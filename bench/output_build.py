@@ -1,4 +1,5 @@
-"""Forecast output speed: 10,000 series x 3 horizons x 3 quantiles, with threshold, errors and info.
+"""Forecast output speed: 10,000 series x 3 horizons x 3 quantiles, with threshold (seconds and
+probability), errors and info.
 
 Measures the output path as the daemon runs it in remote-write mode: the build on the forecast
 thread (rows as columns, staleness diff included), ``writes()`` (what the queue is handed), and

@@ -21,6 +21,7 @@ from tsf_adapter.pipeline.output import (
     latest_values,
     output_base,
     render_exposition,
+    threshold_probability,
     threshold_seconds,
 )
 from tsf_adapter.remote.codec import decode_write_request, decompress, encode_write_request
@@ -97,7 +98,15 @@ def test_forecast_rows_carry_input_labels_horizon_and_quantile() -> None:
 
 def test_clashing_input_labels_are_exported_not_overwritten() -> None:
     labels = make_labels(
-        {"__name__": "m", "horizon": "x", "exported_horizon": "y", "quantile": "q", "Zone": "z", "model": "m"}
+        {
+            "__name__": "m",
+            "horizon": "x",
+            "exported_horizon": "y",
+            "quantile": "q",
+            "Zone": "z",
+            "model": "m",
+            "within": "w",
+        }
     )
     assert output_base(labels) == (
         "m",
@@ -107,6 +116,7 @@ def test_clashing_input_labels_are_exported_not_overwritten() -> None:
             ("exported_horizon", "y"),
             ("exported_model", "m"),
             ("exported_quantile", "q"),
+            ("exported_within", "w"),
         ),
     )
     out = ForecastOutputBuilder(target(selector="m")).build(
@@ -192,15 +202,128 @@ def test_threshold_seconds_lies_where_the_path_first_reaches(
         assert first - 1 <= got <= first
 
 
+LEVELS = [0.1, 0.5, 0.9]
+
+
+def probability(
+    anchor: float, paths: list[list[float]], thr: float, steps: list[int], **kw: Any
+) -> list[float]:
+    got = threshold_probability(np.array([anchor]), np.array([paths]), np.array([thr]), LEVELS, steps, **kw)
+    assert got.shape == (1, len(steps))
+    return list(got[0].tolist())
+
+
+@pytest.mark.parametrize(
+    ("thr", "expected"),
+    [
+        (100.0, 0.5),  # at the median's peak
+        (105.0, 0.5 - 0.4 / 2),  # halfway from the p50 peak to the p90 peak
+        (95.0, 0.9 - 0.4 / 2),
+        (111.25, 0.1 / 2),  # upper tail: the last 0.1 at the p50-p90 density, over 10 * 0.1 / 0.4 = 2.5
+        (112.5, 0.0),  # ... so it ends at 112.5
+        (89.0, 0.9 + 0.1 * 1 / 2.5),  # lower tail: 90 - 2.5 = 87.5 is where it reaches 1
+        (87.5, 1.0),
+        (50.0, 1.0),
+        (1e9, 0.0),
+    ],
+)
+def test_threshold_probability_interpolates_the_peak_distribution(thr: float, expected: float) -> None:
+    # Peaks 90, 100, 110 within one step (the anchor 0 is below them all).
+    got = probability(0.0, [[90.0], [100.0], [110.0]], thr, [1])
+    assert got[0] == pytest.approx(expected)
+
+
+def test_threshold_probability_reads_peaks_not_ends_and_grows_with_within() -> None:
+    # The median rises to 120 at step 2 and falls back: within 3 steps it still reached 100.
+    paths = [[60.0, 80.0, 70.0], [80.0, 120.0, 90.0], [100.0, 140.0, 130.0]]
+    got = probability(50.0, paths, 100.0, [1, 2, 3])
+    assert got[0] == pytest.approx(0.1)  # only p90 gets there in the first step
+    assert got[1] == got[2] == pytest.approx(0.9 - 0.4 * 20 / 40)
+    assert probability(100.0, paths, 100.0, [1, 2, 3]) == [1.0, 1.0, 1.0]  # already there
+
+
+def test_threshold_probability_of_point_forecasts_and_a_single_quantile_is_0_or_1() -> None:
+    point = [[50.0, 99.0, 101.0]] * 3
+    assert probability(40.0, point, 100.0, [1, 2, 3]) == [0.0, 0.0, 1.0]
+    assert probability(40.0, point, 99.0, [1, 2, 3]) == [0.0, 1.0, 1.0]  # reaching counts
+    one = threshold_probability(
+        np.array([40.0]), np.array([[[50.0, 101.0]]]), np.array([100.0]), [0.5], [1, 2]
+    )
+    assert one.tolist() == [[0.0, 1.0]]
+
+
+def test_threshold_probability_falls_below_as_the_mirror_of_above() -> None:
+    paths = [[10.0, 30.0], [20.0, 50.0], [40.0, 60.0]]
+    above = probability(0.0, paths, 35.0, [1, 2])
+    mirrored = [[-v for v in path] for path in reversed(paths)]
+    assert probability(0.0, mirrored, -35.0, [1, 2], direction="below") == pytest.approx(above)
+    assert above[0] < above[1]
+
+
+def test_threshold_probability_without_threshold_or_values_is_nan() -> None:
+    paths = np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], [[np.nan, 2.0], [np.nan, 4.0], [np.nan, 6.0]]])
+    got = threshold_probability(np.array([0.0, np.nan]), paths, np.array([np.nan, 4.0]), LEVELS, [1, 2])
+    assert np.isnan(got[0]).all()  # no threshold
+    assert math.isnan(got[1, 0])  # nothing known within the first step
+    assert got[1, 1] == pytest.approx(0.5)  # the gap is skipped, not a crossing nor a miss
+
+
+quantile_paths = st.lists(st.lists(st.floats(-1e3, 1e3), min_size=4, max_size=4), min_size=3, max_size=3)
+
+
+@given(anchor=st.floats(-1e3, 1e3), paths=quantile_paths, low=st.floats(-1e3, 1e3), high=st.floats(-1e3, 1e3))
+def test_threshold_probability_is_monotone_in_threshold_and_within(
+    anchor: float, paths: list[list[float]], low: float, high: float
+) -> None:
+    """Any quantile paths, crossing ones included: a probability, falling with the threshold."""
+    low, high = min(low, high), max(low, high)
+    at_low = probability(anchor, paths, low, [1, 2, 4])
+    at_high = probability(anchor, paths, high, [1, 2, 4])
+    assert all(0.0 <= p <= 1.0 for p in at_low + at_high)
+    assert all(a >= b for a, b in zip(at_low, at_high, strict=True))
+    assert at_low == sorted(at_low) and at_high == sorted(at_high)
+    assert probability(anchor, paths, -1e4, [1, 2, 4]) == [1.0] * 3
+    assert probability(anchor, paths, 1e4, [1, 2, 4]) == [0.0] * 3
+
+
+@given(anchor=st.floats(-1e3, 1e3), paths=quantile_paths, thr=st.floats(-1e3, 1e3))
+def test_threshold_probability_agrees_with_the_quantiles_that_cross(
+    anchor: float, paths: list[list[float]], thr: float
+) -> None:
+    """Ordered quantile paths: at least 1 - q where the q-path reaches the threshold, at most where not."""
+    ordered = np.sort(np.array(paths), axis=0)
+    steps = [1, 2, 4]
+    got = threshold_probability(np.array([anchor]), ordered[None], np.array([thr]), LEVELS, steps)[0]
+    for h, p in zip(steps, got.tolist(), strict=True):
+        for q, path in zip(LEVELS, ordered.tolist(), strict=True):
+            if max(anchor, *path[:h]) >= thr:
+                assert p >= 1.0 - q - 1e-12
+            else:
+                assert p <= 1.0 - q + 1e-12
+
+
 def test_constant_threshold_rows_per_quantile() -> None:
     cfg = target(threshold={"value": 50.0, "ratio": 2.0})  # threshold 100
     batch = grid([series(instance="a")], [[0.0, 90.0]])
     prediction = np.array([[[95.0, 99.0, 99.0], [110.0, 130.0, 150.0], [200.0, 300.0, 400.0]]])
     out = ForecastOutputBuilder(cfg).build(batch, prediction, now_ms=batch.end_ms)
-    got = {dict(lab)["quantile"]: v for lab, v in rows(out).items() if "threshold" in dict(lab)["__name__"]}
+    got = {dict(lab)["quantile"]: v for lab, v in rows(out).items() if "threshold_s" in dict(lab)["__name__"]}
     assert got == {"0.1": math.inf, "0.5": pytest.approx(30.0), "0.9": pytest.approx(60 * 10 / 110)}
-    name = next(dict(lab)["__name__"] for lab in out.labels if "threshold" in dict(lab)["__name__"])
+    name = next(dict(lab)["__name__"] for lab in out.labels if "threshold_s" in dict(lab)["__name__"])
     assert name == "used_bytes:forecast_threshold_seconds"
+    # Within 1m the peaks are 95, 110, 200: 100 lies a third of the way from p10 to p50.
+    # Within 3m they are 99, 150, 400: 100 lies 1/51 of the way.
+    probability = {
+        lab: v for lab, v in rows(out).items() if dict(lab)["__name__"].endswith("_threshold_probability")
+    }
+    assert probability == {
+        make_labels(
+            {"__name__": "used_bytes:forecast_threshold_probability", "instance": "a", "within": "1m"}
+        ): pytest.approx(0.9 - 0.4 * 5 / 15),
+        make_labels(
+            {"__name__": "used_bytes:forecast_threshold_probability", "instance": "a", "within": "3m"}
+        ): pytest.approx(0.9 - 0.4 * 1 / 51),
+    }
 
 
 def test_limit_series_join_on_labels_many_to_one() -> None:
@@ -243,6 +366,12 @@ def test_threshold_from_limit_series_and_series_without_limit_get_none() -> None
     }
     # Limit 200 x 0.5 = 100, reached from 40 to 120 at 60/80 of the first step; u2 has no limit.
     assert thresholds == {("u1", q): pytest.approx(45.0) for q in ("0.1", "0.5", "0.9")}
+    probability = {
+        (dict(lab)["user"], dict(lab)["within"]): v
+        for lab, v in rows(out).items()
+        if dict(lab)["__name__"].endswith("threshold_probability")
+    }
+    assert probability == {("u1", "1m"): 1.0, ("u1", "3m"): 1.0}  # a point forecast past the limit
 
 
 def test_error_rows_only_where_a_forecast_has_matured() -> None:
@@ -323,6 +452,7 @@ def test_exposition_parses_with_the_reference_parser() -> None:
     assert set(families) == {
         "used_bytes:forecast",
         "used_bytes:forecast_threshold_seconds",
+        "used_bytes:forecast_threshold_probability",
         "used_bytes:forecast_error",
         "used_bytes:forecast_model_info",
         "free_bytes:forecast",

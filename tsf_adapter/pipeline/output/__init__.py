@@ -5,6 +5,9 @@ For an input series ``m{labels}`` and a forecast at time ``T`` (every sample sta
 * ``m:forecast{labels, horizon="6h", quantile="0.9"}``: the forecast for ``origin + 6h``;
 * ``m:forecast_threshold_seconds{labels, quantile="0.9"}`` (with a threshold): seconds from ``T``
   until that quantile first reaches the threshold within the longest horizon, ``+Inf`` if it does not;
+* ``m:forecast_threshold_probability{labels, within="6h"}`` (with a threshold): the probability that
+  the series reaches the threshold within that horizon, read from the quantile paths' peaks
+  (``thresholds.threshold_probability``; not yet calibrated on observed crossings);
 * ``m:forecast_error{labels, horizon="6h"}``: the rolling mean absolute error of this daemon's past
   median forecasts (see ``tsf_adapter.pipeline.forecast_error``), once one has matured;
 * ``m:forecast_model_info{labels, model="lstm", scope="per_series"}`` = 1;
@@ -40,16 +43,23 @@ from tsf_adapter.pipeline.output.naming import (
     MODEL_INFO_SUFFIX,
     MODEL_LABEL,
     PATH_SUFFIX,
+    PROBABILITY_SUFFIX,
     QUANTILE_LABEL,
     SCOPE_LABEL,
     THRESHOLD_SUFFIX,
+    WITHIN_LABEL,
     ModelInfo,
     horizon_label,
     output_base,
     quantile_label,
 )
 from tsf_adapter.pipeline.output.staleness import StalenessTracker, markers
-from tsf_adapter.pipeline.output.thresholds import join_limits, latest_values, threshold_seconds
+from tsf_adapter.pipeline.output.thresholds import (
+    join_limits,
+    latest_values,
+    threshold_probability,
+    threshold_seconds,
+)
 
 __all__ = [
     "ERROR_SUFFIX",
@@ -60,9 +70,11 @@ __all__ = [
     "MODEL_INFO_SUFFIX",
     "MODEL_LABEL",
     "PATH_SUFFIX",
+    "PROBABILITY_SUFFIX",
     "QUANTILE_LABEL",
     "SCOPE_LABEL",
     "THRESHOLD_SUFFIX",
+    "WITHIN_LABEL",
     "ForecastOutput",
     "ForecastOutputBuilder",
     "ModelInfo",
@@ -74,5 +86,6 @@ __all__ = [
     "output_base",
     "quantile_label",
     "render_exposition",
+    "threshold_probability",
     "threshold_seconds",
 ]

@@ -16,7 +16,7 @@ last (``StalenessTracker``). Each forecast is then numpy work plus a few list ex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,9 +32,11 @@ from tsf_adapter.pipeline.output.naming import (
     MODEL_INFO_SUFFIX,
     MODEL_LABEL,
     PATH_SUFFIX,
+    PROBABILITY_SUFFIX,
     QUANTILE_LABEL,
     SCOPE_LABEL,
     THRESHOLD_SUFFIX,
+    WITHIN_LABEL,
     ModelInfo,
     horizon_label,
     output_base,
@@ -42,7 +44,12 @@ from tsf_adapter.pipeline.output.naming import (
     quantile_label,
 )
 from tsf_adapter.pipeline.output.staleness import StalenessTracker, markers
-from tsf_adapter.pipeline.output.thresholds import join_limits, latest_values, threshold_seconds
+from tsf_adapter.pipeline.output.thresholds import (
+    join_limits,
+    latest_values,
+    threshold_probability,
+    threshold_seconds,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -111,19 +118,29 @@ class _SeriesRows:
     error_text: list[str]
     threshold: list[Labels]  # per quantile
     threshold_text: list[str]
+    probability: list[Labels]  # per horizon
+    probability_text: list[str]
     path: list[Labels]  # per quantile
     info: dict[ModelInfo, tuple[Labels, str]] = field(default_factory=dict)
     # Family names per row, ready to extend with: no string is built per forecast.
     forecast_names: list[str] = field(default_factory=list)
     threshold_names: list[str] = field(default_factory=list)
-    error_name: str = ""
+    probability_names: list[str] = field(default_factory=list)
+    error_names: list[str] = field(default_factory=list)
     info_name: str = ""
 
     def __post_init__(self) -> None:
         self.forecast_names = [self.name + FORECAST_SUFFIX] * len(self.forecast)
         self.threshold_names = [self.name + THRESHOLD_SUFFIX] * len(self.threshold)
-        self.error_name = self.name + ERROR_SUFFIX
+        self.probability_names = [self.name + PROBABILITY_SUFFIX] * len(self.probability)
+        self.error_names = [self.name + ERROR_SUFFIX] * len(self.error)
         self.info_name = self.name + MODEL_INFO_SUFFIX
+
+    def error_rows(self) -> _Rows:
+        return self.error, self.error_text, self.error_names
+
+    def probability_rows(self) -> _Rows:
+        return self.probability, self.probability_text, self.probability_names
 
     def info_row(self, model: ModelInfo) -> tuple[Labels, str]:
         row = self.info.get(model)
@@ -131,6 +148,36 @@ class _SeriesRows:
             extra = ((MODEL_LABEL, model[0]), (SCOPE_LABEL, model[1]))
             row = self.info[model] = output_row(self.name + MODEL_INFO_SUFFIX, self.base, extra)
         return row
+
+
+_Rows = tuple[list[Labels], list[str], list[str]]
+"""Label sets, exposition texts and family names of some rows, in the same order."""
+
+
+def _present_rows(
+    values: FloatArray, kept: Sequence[_SeriesRows], rows_of: Callable[[_SeriesRows], _Rows]
+) -> _Rows:
+    """The rows of the non-NaN cells of ``values[series, k]``, row ``k`` of each series from ``rows_of``.
+
+    In the order of ``values[~np.isnan(values)]`` (row-major), the values these rows carry.
+    """
+    labels: list[Labels] = []
+    texts: list[str] = []
+    names: list[str] = []
+    present = ~np.isnan(values)
+    if present.all():  # the usual case: whole lists, no work per row
+        for e in kept:
+            lab, text, name = rows_of(e)
+            labels.extend(lab)
+            texts.extend(text)
+            names.extend(name)
+        return labels, texts, names
+    for i, k in zip(*np.nonzero(present), strict=True):
+        lab, text, name = rows_of(kept[i])
+        labels.append(lab[k])
+        texts.append(text[k])
+        names.append(name[k])
+    return labels, texts, names
 
 
 class ForecastOutputBuilder:
@@ -160,6 +207,7 @@ class ForecastOutputBuilder:
         self._max_steps = int(self._horizon_steps.max())
         self._horizons = [(HORIZON_LABEL, horizon_label(h)) for h in target.horizons]
         self._quantiles = [(QUANTILE_LABEL, quantile_label(q)) for q in target.quantiles]
+        self._within = [(WITHIN_LABEL, horizon_label(h)) for h in target.horizons]
         self._default_model: ModelInfo = (target.model.kind, target.model.scope)
         self._cache: dict[Labels, _SeriesRows | None] = {}
 
@@ -225,15 +273,27 @@ class ForecastOutputBuilder:
                 labels.extend(e.threshold)
                 texts.extend(e.threshold_text)
                 names.extend(e.threshold_names)
+            # m:forecast_threshold_probability, [series, horizons]; NaN (no threshold) has no row.
+            probability = threshold_probability(
+                anchor,
+                prediction,
+                thresholds,
+                self.target.quantiles,
+                self.target.horizon_steps,
+                direction=self.target.threshold.direction,
+            )
+            rows = _present_rows(probability, kept, _SeriesRows.probability_rows)
+            values.append(probability[~np.isnan(probability)])
+            labels.extend(rows[0])
+            texts.extend(rows[1])
+            names.extend(rows[2])
 
         if errors is not None:
-            present = ~np.isnan(errors)
-            values.append(errors[present])
-            for i, j in zip(*np.nonzero(present), strict=True):
-                e = kept[i]
-                labels.append(e.error[j])
-                texts.append(e.error_text[j])
-                names.append(e.error_name)
+            rows = _present_rows(errors, kept, _SeriesRows.error_rows)
+            values.append(errors[~np.isnan(errors)])
+            labels.extend(rows[0])
+            texts.extend(rows[1])
+            names.extend(rows[2])
 
         infos = self._model_infos(models, n_series)
         values.append(np.ones(len(kept)))
@@ -307,8 +367,10 @@ class ForecastOutputBuilder:
         ]
         error = [output_row(name + ERROR_SUFFIX, base, (h,)) for h in self._horizons]
         threshold = []
+        probability = []
         if self.target.threshold is not None:
             threshold = [output_row(name + THRESHOLD_SUFFIX, base, (q,)) for q in self._quantiles]
+            probability = [output_row(name + PROBABILITY_SUFFIX, base, (w,)) for w in self._within]
         path = []
         if self.future_timestamps:
             path = [output_row(name + PATH_SUFFIX, base, (q,))[0] for q in self._quantiles]
@@ -321,5 +383,7 @@ class ForecastOutputBuilder:
             error_text=[t for _, t in error],
             threshold=[r for r, _ in threshold],
             threshold_text=[t for _, t in threshold],
+            probability=[r for r, _ in probability],
+            probability_text=[t for _, t in probability],
             path=path,
         )

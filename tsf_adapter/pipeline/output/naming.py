@@ -3,7 +3,7 @@
 One input series maps to one *base* (metric name and labels without ``__name__``) that every
 output of it builds on: ``m:forecast{labels, horizon, quantile}`` and the rest (see the
 package docstring). An input label that the output adds itself (``horizon``, ``quantile``,
-``model``, ``scope``) is renamed ``exported_<name>``, as Prometheus does for scraped labels
+``model``, ``scope``, ``within``) is renamed ``exported_<name>``, as Prometheus does for scraped labels
 that clash with target labels, so it is never overwritten. Series of an aggregated target have
 no ``__name__``; they are named after the metric the target's selector pins.
 """
@@ -17,6 +17,7 @@ from tsf_adapter.core.units import format_duration
 
 FORECAST_SUFFIX: Final = ":forecast"
 THRESHOLD_SUFFIX: Final = ":forecast_threshold_seconds"
+PROBABILITY_SUFFIX: Final = ":forecast_threshold_probability"
 ERROR_SUFFIX: Final = ":forecast_error"
 MODEL_INFO_SUFFIX: Final = ":forecast_model_info"
 PATH_SUFFIX: Final = ":forecast_path"
@@ -25,12 +26,14 @@ HORIZON_LABEL: Final = "horizon"
 QUANTILE_LABEL: Final = "quantile"
 MODEL_LABEL: Final = "model"
 SCOPE_LABEL: Final = "scope"
-OUTPUT_LABELS: Final = (HORIZON_LABEL, QUANTILE_LABEL, MODEL_LABEL, SCOPE_LABEL)
+WITHIN_LABEL: Final = "within"
+OUTPUT_LABELS: Final = (HORIZON_LABEL, QUANTILE_LABEL, MODEL_LABEL, SCOPE_LABEL, WITHIN_LABEL)
 EXPORTED_PREFIX: Final = "exported_"
 
 HELP: Final = {
     FORECAST_SUFFIX: "Forecast for the time the horizon label says after the forecast time.",
     THRESHOLD_SUFFIX: "Seconds until the quantile reaches the threshold; +Inf beyond the longest horizon.",
+    PROBABILITY_SUFFIX: "Probability of reaching the threshold within the time the within label says.",
     ERROR_SUFFIX: "Rolling mean absolute error of past median forecasts for this horizon.",
     MODEL_INFO_SUFFIX: "The model that made the forecasts of this series.",
     PATH_SUFFIX: "The forecast path at its own future timestamps.",

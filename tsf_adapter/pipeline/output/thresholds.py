@@ -108,3 +108,77 @@ def threshold_seconds(
     out: FloatArray = np.where(reached, seconds, np.inf)
     out[np.isnan(thresholds)] = np.nan
     return out
+
+
+def threshold_probability(
+    anchor: FloatArray,
+    paths: FloatArray,
+    thresholds: FloatArray,
+    levels: Sequence[float],
+    horizon_steps: Sequence[int],
+    *,
+    direction: Literal["above", "below"] = "above",
+) -> FloatArray:
+    """The probability that each series reaches its threshold within each horizon, from its quantile paths.
+
+    ``anchor``, ``paths`` and ``thresholds`` are as for ``threshold_seconds``; ``levels[q]`` is the
+    quantile level of ``paths[:, q]`` (increasing, in (0, 1)), ``horizon_steps`` the horizons in
+    steps (increasing). Returns ``[series, horizons]``: the chance that the series is at or past
+    its threshold at some step from the anchor up to the horizon (an anchor already there: 1).
+
+    How: the peak of each quantile path within the horizon (its trough, ``below``) is read as
+    that quantile of the series' peak, the peaks sorted across quantiles so that crossing
+    quantile paths still give a distribution. The peak's distribution function is linear between
+    the levels; beyond the outermost ones the known mass (``levels[0]`` below, ``1 - levels[-1]``
+    above) is spread with the density of the adjacent segment and ends there, so the tails are
+    bounded and each changes the answer by at most that mass. A point forecast (all quantiles
+    equal) gives 0 or 1, and a single quantile is read as one. A longer horizon's probability is
+    at least the shorter ones' (the window holds theirs), which the tails alone would not
+    guarantee when the inner quantiles narrow. NaN where the threshold or every value of a
+    window is NaN, or a peak is infinite.
+
+    The answer reads low rather than high: the path of quantile ``q`` peaks at a value the
+    series reaches with probability at least ``1 - q``, so the true ``q``-quantile of the peak
+    lies at or above it. It is not calibrated on observed crossings.
+
+    >>> paths = np.array([[[95.0, 90.0], [100.0, 99.0], [110.0, 120.0]]])  # q 0.1, 0.5, 0.9
+    >>> threshold_probability(np.array([80.0]), paths, np.array([100.0]), [0.1, 0.5, 0.9], [1, 2])
+    array([[0.5, 0.5]])
+    >>> threshold_probability(np.array([80.0]), paths, np.array([110.0]), [0.1, 0.5, 0.9], [1, 2])
+    array([[0.1, 0.3]])
+    """
+    sign, extreme = (1.0, np.fmax) if direction == "above" else (-1.0, np.fmin)
+    steps = np.asarray(horizon_steps, dtype=np.intp)
+    q = np.asarray(levels, dtype=np.float64)
+    # Each quantile path's peak (NaN steps skipped) between horizons, then up to each: [series, q, horizons].
+    starts = np.concatenate(([0], steps[:-1]))
+    between = extreme.reduceat(paths[:, :, : steps[-1]], starts, axis=2)
+    peaks = extreme(extreme.accumulate(between, axis=2), anchor[:, None, None]) * sign
+    peaks = np.sort(peaks, axis=1).transpose(0, 2, 1)  # [series, horizons, q]
+    # Knots of the peak's distribution function: the tails' ends, then one per level.
+    if len(q) > 1:
+        low = (peaks[..., 1] - peaks[..., 0]) * (q[0] / (q[1] - q[0]))
+        high = (peaks[..., -1] - peaks[..., -2]) * ((1.0 - q[-1]) / (q[-1] - q[-2]))
+    else:
+        low = high = np.zeros(peaks.shape[:2])
+    with np.errstate(invalid="ignore", over="ignore"):
+        knots = np.concatenate(
+            ((peaks[..., 0] - low)[..., None], peaks, (peaks[..., -1] + high)[..., None]), axis=2
+        )
+    reach = np.concatenate(([1.0], 1.0 - q, [0.0]))  # P(peak >= knot)
+    thr = (sign * thresholds)[:, None, None]
+    with np.errstate(invalid="ignore"):
+        before = np.count_nonzero(knots < thr, axis=2)  # the threshold lies in (knot[i-1], knot[i]]
+    right = np.minimum(before, knots.shape[2] - 1)
+    left = np.maximum(before - 1, 0)
+    x0 = np.take_along_axis(knots, left[..., None], axis=2)[..., 0]
+    x1 = np.take_along_axis(knots, right[..., None], axis=2)[..., 0]
+    # Below every knot left == right == 0 (reach 1), above them all both are the last (reach 0).
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        frac = np.where(x1 > x0, (thr[..., 0] - x0) / (x1 - x0), 0.0)
+    prob = reach[left] + (reach[right] - reach[left]) * frac
+    invalid = ~np.isfinite(knots).all(axis=2) | np.isnan(thresholds)[:, None]
+    prob[invalid] = 0.0
+    out: FloatArray = np.maximum.accumulate(prob, axis=1)
+    out[invalid] = np.nan
+    return out
