@@ -28,7 +28,7 @@ from tsf_adapter.core.series import make_labels
 from tsf_adapter.forecast.neural.runtime import set_torch_threads
 from tsf_adapter.forecast.neural.state import FitReport
 from tsf_adapter.forecast.neural.trainer import NeuralForecaster
-from tsf_adapter.pipeline.models import input_steps, make_forecaster
+from tsf_adapter.pipeline.models import make_forecaster
 from tsf_adapter.pipeline.runner import TRAIN_BUDGET_FRACTION
 
 T0_MS = 1_700_000_000_000
@@ -76,7 +76,7 @@ def main() -> None:
     model = make_forecaster(target, budget_s=budget, device="cpu")
     print(
         f"{args.series} series x {batch.n_steps} steps ({target.step:g}s step), horizons "
-        f"{[int(h) for h in target.horizons]}s, input {input_steps(target)} steps, kind {args.kind}, "
+        f"{[int(h) for h in target.horizons]}s, input {target.input_steps} steps, kind {args.kind}, "
         f"budget {budget:.0f}s of retrain_every {target.retrain_every:.0f}s, torch threads {threads}"
     )
     t0 = time.perf_counter()

@@ -52,6 +52,12 @@ def test_check_config_ok(capsys: pytest.CaptureFixture[str]) -> None:
     [
         ("unknown_key", "server.listen_adress: unknown key (did you mean listen_address?)"),
         ("int_wrong_type", "prometheus.remote_write.queue.capacity: expected an integer (got 'many')"),
+        # A neural target that could never train fails here, not as a training error every hour.
+        (
+            "target_history_too_short_to_train",
+            "targets[0].history: must hold at least 1008 steps (16h48m) for model lstm to train: "
+            "288 input + 360 horizon + 360 validation (got 12h = 720 steps of 1m)",
+        ),
     ],
 )
 def test_check_config_bad_exits_2_naming_file_and_key(

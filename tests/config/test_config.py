@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from types import MappingProxyType
+from typing import get_args
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from tsf_adapter.config import (
     Config,
     IngestConfig,
     ModelConfig,
+    ModelKind,
     OutputConfig,
     PositiveSeconds,
     TargetConfig,
@@ -24,6 +26,7 @@ from tsf_adapter.config.decoder import _StrictLoader
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.protocol import RW2_MESSAGE
 from tsf_adapter.core.selector import parse_selector
+from tsf_adapter.forecast import registry
 from tsf_adapter.pipeline.targets import store_specs, threshold_target
 from tsf_adapter.remote.http import auth_headers
 from tsf_adapter.store.store import Store
@@ -173,6 +176,10 @@ BAD_CONFIGS = {
     "target_history_few_steps": "targets[0].history: must hold at least 10 steps (got 8h < 10 x 1h)",
     "target_history_short": (
         "targets[0].history: must be at least twice the longest horizon (got 1d < 2 x 1d)"
+    ),
+    "target_history_too_short_to_train": (
+        "targets[0].history: must hold at least 1008 steps (16h48m) for model lstm to train: "
+        "288 input + 360 horizon + 360 validation (got 12h = 720 steps of 1m)"
     ),
     "target_horizon_not_multiple": (
         "targets[0].horizons[1]: must be a whole number of steps (got 1h1m, step 5m)"
@@ -437,6 +444,50 @@ def test_the_decoder_rejects_grids_the_store_cannot_hold(data: dict[str, object]
     with pytest.raises(ConfigError) as caught:
         decode_section(TargetConfig, {"name": "t", "selector": "x", **data}, source="t.yaml")
     assert str(caught.value) == f"t.yaml: {message}"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # The input window grows with the history (a third of it, up to 288 steps), so the least
+        # history that trains is the one whose own window fits: 863 steps, 287 of them input.
+        (
+            {"step": "10m", "history": "4d", "horizons": ["2d"], "model": {"kind": "auto"}},
+            "history: must hold at least 863 steps (5d23h50m) for model auto to train: "
+            "287 input + 288 horizon + 288 validation (got 4d = 576 steps of 10m)",
+        ),
+        (
+            {"step": "1s", "history": "28s", "horizons": ["10s"], "model": {"kind": "gru"}},
+            "history: must hold at least 29 steps (29s) for model gru to train: "
+            "9 input + 10 horizon + 10 validation (got 28s = 28 steps of 1s)",
+        ),
+    ],
+)
+def test_a_trained_model_needs_a_history_that_can_hold_a_training_window(
+    data: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        decode_section(TargetConfig, {"name": "t", "selector": "x", **data}, source="t.yaml")
+    assert str(caught.value) == f"t.yaml: {message}"
+
+
+@pytest.mark.parametrize("kind", ["predict_linear", "holt_winters", "last_value", "seasonal_naive"])
+def test_a_baseline_needs_no_training_window(kind: str) -> None:
+    data = {"name": "t", "selector": "x", "history": "12h", "horizons": ["6h"], "model": {"kind": kind}}
+    assert not decode_section(TargetConfig, data).model.trains
+
+
+def test_the_kinds_that_train_are_the_registry_s_neural_models() -> None:
+    for kind in get_args(ModelKind):
+        assert ModelConfig(kind=kind).trains == registry.is_neural(kind), kind
+
+
+def test_the_least_history_that_trains_is_accepted_and_one_step_less_is_not() -> None:
+    base = {"name": "t", "selector": "x", "horizons": ["1h", "6h"]}
+    target = decode_section(TargetConfig, {**base, "history": "16h48m"})
+    assert (target.history_steps, target.input_steps, target.train_steps) == (1008, 288, 1008)
+    with pytest.raises(ConfigError, match="must hold at least 1008 steps"):
+        decode_section(TargetConfig, {**base, "history": "16h47m"})
 
 
 def _load_text(text: str) -> Config:

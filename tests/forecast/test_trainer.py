@@ -14,8 +14,10 @@ import torch
 
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.series import Labels, make_labels
+from tsf_adapter.core.windows import min_train_steps
 from tsf_adapter.forecast.neural import state as trainer_state
 from tsf_adapter.forecast.neural.features import FeatureConfig
+from tsf_adapter.forecast.neural.fitting import split_origins
 from tsf_adapter.forecast.neural.state import TrainConfig, select_device, series_seed
 from tsf_adapter.forecast.neural.trainer import NeuralForecaster, fit, predict
 
@@ -232,6 +234,26 @@ def test_global_scope_shares_one_net_and_embeds_chosen_labels() -> None:
     grown, report = fit(new, more, 0.0, HOUR, cfg, previous=state)
     assert grown.config["vocab"] == [["a", "b", "c"]]
     assert report.warm_started == 4
+
+
+@pytest.mark.parametrize(
+    ("input_steps", "horizon_steps", "fraction", "stride"),
+    [(288, 360, 0.2, 1), (24, 2, 0.2, 3), (20, 7, 0.35, 1), (12, 4, 0.0, 2)],
+)
+def test_the_split_trains_from_exactly_the_least_steps_the_config_checks(
+    input_steps: int, horizon_steps: int, fraction: float, stride: int
+) -> None:
+    # The config decoder and the scheduler judge a history by min_train_steps: the split must agree.
+    cfg = TrainConfig(
+        features=FeatureConfig(input_steps=input_steps, horizon_steps=horizon_steps),
+        validation_fraction=fraction,
+        window_stride=stride,
+    )
+    need = min_train_steps(input_steps, horizon_steps, fraction)
+    train_at, val_at = split_origins(need, cfg)
+    assert train_at.numel() >= 1 and (val_at.numel() >= 1 or fraction == 0)
+    with pytest.raises(TrainingError, match=f"{need - 1} steps, need at least {need} to train"):
+        split_origins(need - 1, cfg)
 
 
 def test_too_short_history_and_bad_shapes_are_training_errors() -> None:

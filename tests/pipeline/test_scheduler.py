@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -336,6 +337,41 @@ async def test_a_trained_model_is_saved_and_loaded_only_with_matching_settings(
     # Another horizon changes the network's output size: the saved model is not used.
     other = runner(env, None, **{**neural, "horizons": ["2s", "4s"]})
     assert not other.load() and not other.fitted
+
+
+async def test_too_little_history_waits_without_failing_and_trains_once_it_has_arrived(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tsf_adapter.scheduler")
+    env.deps.device = "cpu"
+    neural = {"model": {"kind": "lstm"}, "history": "2m", "horizons": ["2s"], "retrain_every": "2s"}
+    env.deps.metrics.add_target("t")  # as the scheduler does: every series exported from the start
+    assert env.value("tsf_adapter_target_waiting_for_history") == 0.0
+    r = runner(env, None, **neural)
+    # A 24-step input window, a 2-step horizon, and the newest fifth (7 steps) for validation.
+    assert r.train_steps == 33
+    for k in range(32):
+        env.put("a", T0 - 40 + k, 50.0 + 0.5 * k + 3 * np.sin(k / 4))
+    assert not await r.train_once()
+    assert not await r.train_once()
+    waiting = {"target": "t", "reason": "waiting_for_history"}
+    assert env.registry.get_sample_value("tsf_adapter_training_skipped_total", waiting) == 2.0
+    assert env.value("tsf_adapter_training_failures_total") == 0.0
+    assert env.value("tsf_adapter_target_waiting_for_history") == 1.0
+    assert (r.waiting_for_history, r.fitted) == (True, False)
+    said = "target t: waiting for history: 32 steps stored, lstm needs 33 to train; predict_linear forecasts"
+    assert [m for m in caplog.messages if "waiting for history" in m] == [f"{said} meanwhile"]
+    out = await r.forecast_once()
+    assert out is not None and infos(out) == {"a": "predict_linear"}
+
+    env.put("a", T0 - 8, 70.0)  # the 33rd step: exactly the least the trainer takes
+    assert await r.train_once()
+    assert env.value("tsf_adapter_target_waiting_for_history") == 0.0
+    assert env.value("tsf_adapter_training_failures_total") == 0.0
+    assert env.registry.get_sample_value("tsf_adapter_training_skipped_total", waiting) == 2.0
+    assert (r.waiting_for_history, r.fitted) == (False, True)
+    out = await r.forecast_once()
+    assert out is not None and infos(out) == {"a": "lstm"}
 
 
 AUTO = {"model": {"kind": "auto"}, "history": "2m", "horizons": ["2s"], "retrain_every": "3s"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from tsf_adapter.config.fields import (
     PositiveFloat,
@@ -24,15 +24,22 @@ from tsf_adapter.config.fields import (
 )
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import METRIC_NAME_LABEL
+from tsf_adapter.core.windows import min_train_steps, validation_steps
 
-ModelKind = Literal[
-    "lstm", "gru", "transformer", "auto", "predict_linear", "holt_winters", "last_value", "seasonal_naive"
-]
+# The kinds that learn from the history (trained, saved, loaded); the others are baselines.
+TrainedKind = Literal["lstm", "gru", "transformer", "auto"]
+ModelKind = Literal[TrainedKind, "predict_linear", "holt_winters", "last_value", "seasonal_naive"]
 ModelScope = Literal["per_series", "global"]
 AggregationOp = Literal["sum", "avg", "max", "min", "count"]
 
 # A target needs some past on its grid before any model (even predict_linear) says anything useful.
 MIN_HISTORY_STEPS: Final = 10
+# A trained model's input window: twice the longest horizon within these bounds, and at most a third
+# of the history. Fewer than 24 steps hold too little of the recent past to read a trend from; more
+# than 288 make every recurrent step slower on a CPU for little gain (a 2-day window of 1-minute
+# steps would also leave a single training window).
+MIN_INPUT_STEPS: Final = 24
+MAX_INPUT_STEPS: Final = 288
 # Prometheus's default --query.lookback-delta: an instant query finds a series only when its newest
 # sample is at most this old, so forecasts written less often than this flicker in and out.
 LOOKBACK_S: Final = 300.0
@@ -62,6 +69,11 @@ class ModelConfig:
     # `global` (one shared network) is the choice for tens of thousands of series on a CPU.
     kind: ModelKind = "lstm"
     scope: ModelScope = "per_series"
+
+    @property
+    def trains(self) -> bool:
+        """Whether the kind learns from the history, and so needs enough of it to train."""
+        return self.kind in get_args(TrainedKind)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +148,26 @@ class TargetConfig:
         return tuple(round(h * 1000) // self.step_ms for h in self.horizons)
 
     @property
+    def history_steps(self) -> int:
+        """The steps of the grid the history holds."""
+        return round(self.history * 1000) // self.step_ms
+
+    @property
+    def input_steps(self) -> int:
+        """A trained model's input window in steps (rule at ``MIN_INPUT_STEPS``).
+
+        >>> from tsf_adapter.config.decoder import decode_section
+        >>> decode_section(TargetConfig, {"name": "d", "selector": "disk"}).input_steps  # 1m step, 6h, 2d
+        288
+        """
+        return _input_steps(self.history_steps, max(self.horizon_steps))
+
+    @property
+    def train_steps(self) -> int:
+        """The fewest grid steps a trained model of this target learns from (see ``core.windows``)."""
+        return min_train_steps(self.input_steps, max(self.horizon_steps))
+
+    @property
     def metric_name(self) -> str | None:
         """The name the selector pins with ``=``: what aggregated forecast series are named after."""
         return self.selector.metric_name
@@ -186,6 +218,24 @@ class TargetConfig:
         elif self.history < MIN_HISTORY_STEPS * self.step:
             got = f"{show_seconds(self.history)} < {MIN_HISTORY_STEPS} x {step}"
             yield "history", f"must hold at least {MIN_HISTORY_STEPS} steps (got {got})"
+        elif self.model.trains and self.history_steps < self.train_steps:
+            yield "history", self._too_short_to_train()
+
+    def _too_short_to_train(self) -> str:
+        """Why the history can never hold a training window, and the least history that can."""
+        horizon = max(self.horizon_steps)
+        # The window grows with the history, so the least history that trains is the first n whose own
+        # window fits in it; climbing from the configured history reaches it (both only grow with n).
+        n = self.history_steps
+        while (need := min_train_steps(_input_steps(n, horizon), horizon)) > n:
+            n = need
+        window, val = _input_steps(n, horizon), validation_steps(n, horizon)
+        parts = f"{window} input + {horizon} horizon + {val} validation"
+        got = f"{show_seconds(self.history)} = {self.history_steps} steps of {show_seconds(self.step)}"
+        return (
+            f"must hold at least {n} steps ({show_seconds(n * self.step)}) for model {self.model.kind} "
+            f"to train: {parts} (got {got})"
+        )
 
     def _quantile_problems(self) -> Problems:
         for i, q in enumerate(self.quantiles):
@@ -210,3 +260,8 @@ class TargetConfig:
         name = threshold.selector.metric_name
         if name is not None and name == self.metric_name:
             yield "threshold.selector", f"must select another metric than the target's own (got {name!r})"
+
+
+def _input_steps(history_steps: int, horizon_steps: int) -> int:
+    wanted = min(max(2 * horizon_steps, MIN_INPUT_STEPS), MAX_INPUT_STEPS)
+    return max(1, min(wanted, history_steps // 3))

@@ -8,7 +8,7 @@ clock included.
 
 The backtest and the daemon differ only in what they put in: the backtest leaves
 ``input_steps``/``horizon_steps`` to be derived from the window it hands over at each origin;
-the daemon sets them from its own rule (:func:`tsf_adapter.pipeline.models.input_steps`) and adds
+the daemon sets them from its own rule (:attr:`tsf_adapter.config.TargetConfig.input_steps`) and adds
 a training clock it can stop and the training scope.
 
 This module imports nothing of the package, so any layer may read the names and defaults.

@@ -17,6 +17,9 @@ NAMESPACE = "tsf_adapter"
 
 # Why a forecast or training cycle of a target did not happen (tsf_adapter_training_skipped_total).
 SKIP_OVERRUN = "overrun"  # the previous training of the target was still running
+# The stored history is still shorter than the least the model trains on: not a failure, it fills up.
+SKIP_WAITING = "waiting_for_history"
+SKIP_REASONS = (SKIP_OVERRUN, SKIP_WAITING)
 # The architectures model kind auto chooses among (tsf_adapter.forecast.neural.model.KINDS, without torch).
 AUTO_CANDIDATES = ("lstm", "gru", "transformer")
 
@@ -54,6 +57,15 @@ class DaemonMetrics:
             "target_auto_series",
             "Series of an auto target served by each candidate architecture (auto targets only).",
             [*target, "model"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        # 1 while the target's history is too short to train on (the target's baseline forecasts):
+        # a new target, or one whose history the backfill could not fill, and never a failure.
+        self.waiting_for_history = Gauge(
+            "target_waiting_for_history",
+            "1 while the target's stored history is shorter than its model needs to train, else 0.",
+            target,
             namespace=NAMESPACE,
             registry=registry,
         )
@@ -103,7 +115,8 @@ class DaemonMetrics:
         )
         self.training_skipped = Counter(
             "training_skipped_total",
-            "Training cycles not started, by reason (overrun: the previous one was still running).",
+            "Training cycles not started, by reason (overrun: the previous one was still running; "
+            "waiting_for_history: too little history to train on yet).",
             [*target, "reason"],
             namespace=NAMESPACE,
             registry=registry,
@@ -127,7 +140,9 @@ class DaemonMetrics:
         """Create a target's series at zero, so a dashboard sees 0 rather than nothing."""
         for counter in (self.forecast_errors, self.training_failures, self.forecast_samples):
             counter.labels(name)
-        self.training_skipped.labels(name, SKIP_OVERRUN)
+        for reason in SKIP_REASONS:
+            self.training_skipped.labels(name, reason)
+        self.waiting_for_history.labels(name).set(0)
         self.backfill_samples.labels(name)
 
     def remove_target(self, name: str) -> None:
@@ -135,6 +150,7 @@ class DaemonMetrics:
         for metric in (
             self.series,
             self.model_series,
+            self.waiting_for_history,
             self.train_duration,
             self.forecast_duration,
             self.forecast_last_success,
@@ -146,8 +162,9 @@ class DaemonMetrics:
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(name)
-        with contextlib.suppress(KeyError):
-            self.training_skipped.remove(name, SKIP_OVERRUN)
+        for reason in SKIP_REASONS:
+            with contextlib.suppress(KeyError):
+                self.training_skipped.remove(name, reason)
         for model in AUTO_CANDIDATES:
             with contextlib.suppress(KeyError):
                 self.auto_series.remove(name, model)

@@ -7,10 +7,11 @@ and :func:`make_forecaster` hands those to the registry, which builds the model 
 
 * ``horizon_steps`` is the longest horizon in grid steps, so one network covers every horizon
   (the daemon's origin is always a grid step, unlike the backtest's, which needs one step more);
-* ``input_steps`` is twice that, at least ``MIN_INPUT_STEPS`` and at most ``MAX_INPUT_STEPS``, and
-  never more than a third of the history. The backtest's rule (the input window is the history
-  it hands over) cannot be shared: there "history" is the window given at each origin, here it
-  is everything the store keeps, and a 2-day window of 1-minute steps would leave a single
+* ``input_steps`` is the target's own (:attr:`TargetConfig.input_steps`: twice that, within
+  bounds, never more than a third of the history), so the config decoder can check that the
+  history holds a training window. The backtest's rule (the input window is the history it
+  hands over) cannot be shared: there "history" is the window given at each origin, here it is
+  everything the store keeps, and a 2-day window of 1-minute steps would leave a single
   training window and make every recurrent step ~10x longer on a CPU;
 * ``train_budget_s`` is passed in by the scheduler (a fraction of ``retrain_every``), and ``clock``
   is the training clock the scheduler stops at shutdown.
@@ -37,27 +38,12 @@ from tsf_adapter.forecast.options import ModelOptions, Monotonic
 if TYPE_CHECKING:
     from tsf_adapter.forecast.neural.persist import SavedModel
 
-MIN_INPUT_STEPS: Final = 24
-MAX_INPUT_STEPS: Final = 288
 AUTO: Final = registry.AUTO
 
 
 def is_neural(model_cfg: ModelConfig) -> bool:
     """Whether the kind learns (and so is trained, saved and loaded) or is a baseline."""
     return registry.is_neural(model_cfg.kind)
-
-
-def input_steps(target: TargetConfig) -> int:
-    """The input window in steps for ``target`` (rule in the module docstring).
-
-    >>> from tsf_adapter.config import decode_section
-    >>> input_steps(decode_section(TargetConfig, {"name": "d", "selector": "disk"}))  # 1m step, 6h, 2d
-    288
-    """
-    longest = max(target.horizon_steps)
-    history_steps = round(target.history * 1000) // target.step_ms
-    wanted = min(max(2 * longest, MIN_INPUT_STEPS), MAX_INPUT_STEPS)
-    return max(1, min(wanted, history_steps // 3))
 
 
 def model_options(
@@ -82,7 +68,7 @@ def model_options(
         device=device,
         train_budget_s=budget_s,
         scope=target.model.scope,
-        input_steps=input_steps(target),
+        input_steps=target.input_steps,
         horizon_steps=max(target.horizon_steps),
         clock=clock,
     )

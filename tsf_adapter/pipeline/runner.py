@@ -21,6 +21,14 @@ Threads, and why:
   running when the next one is due makes that cycle skip, counted in
   ``tsf_adapter_training_skipped_total{reason="overrun"}``.
 
+Waiting for history is not a failure: a training cycle whose stored grid is still shorter
+than the model needs (:attr:`TargetConfig.train_steps`: one input window and one horizon
+before the validation split) is skipped without counting a failure, logged once at INFO
+with the steps it has and needs, counted in
+``tsf_adapter_training_skipped_total{reason="waiting_for_history"}``, and shown by
+``tsf_adapter_target_waiting_for_history`` (1 until a cycle finds enough history). The
+target keeps forecasting with what it has meanwhile (``predict_linear``, or a loaded model).
+
 A neural target forecasts each series with its own model once that series has
 one, and with ``predict_linear`` over the stored history until then (a series
 seen for the first time, or every series before the first training); the
@@ -70,7 +78,7 @@ from tsf_adapter.core.series import WriteItem
 from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.baselines import PredictLinear
 from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
-from tsf_adapter.pipeline.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, DaemonMetrics
+from tsf_adapter.pipeline.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, SKIP_WAITING, DaemonMetrics
 from tsf_adapter.pipeline.models import (
     is_neural,
     make_forecaster,
@@ -134,7 +142,8 @@ class TargetRunner:
     """Forecasts and trains one target on its schedule; see the module docstring.
 
     ``forecaster`` replaces the model the target's config names (tests use it to plug in
-    small fakes); by default it comes from :func:`~tsf_adapter.pipeline.models.make_forecaster`.
+    small fakes), and with it that model's least history to train on: a replacement trains on
+    whatever there is. By default it comes from :func:`~tsf_adapter.pipeline.models.make_forecaster`.
     """
 
     def __init__(
@@ -149,6 +158,9 @@ class TargetRunner:
             target, budget_s=budget, clock=self._train_clock, device=deps.device
         )
         self.trains = self.forecaster.NEEDS_FIT
+        # The fewest grid steps a training needs; fewer is waiting for history, not a failure.
+        self.train_steps = target.train_steps if forecaster is None and self.trains else 0
+        self.waiting_for_history = False
         self.fallback = PredictLinear()
         self.builder = ForecastOutputBuilder(
             target, future_timestamps=deps.future_timestamps, end_series=deps.send is not None
@@ -275,6 +287,8 @@ class TargetRunner:
             if batch is None or batch.n_series == 0:
                 logger.info("target %s: no series yet, nothing to train", self.name)
                 return False
+            if self._waits_for_history(batch.n_steps):
+                return False
             logger.info(
                 "target %s: training %s on %d series", self.name, self.forecaster.name, batch.n_series
             )
@@ -294,6 +308,26 @@ class TargetRunner:
             f", saved to {self.model_path}" if saved else "",
         )
         return True
+
+    def _waits_for_history(self, n_steps: int) -> bool:
+        """Whether a grid of ``n_steps`` is too short to train on; keeps the waiting state and its metrics."""
+        metrics = self.deps.metrics
+        waiting = n_steps < self.train_steps
+        if waiting:
+            metrics.training_skipped.labels(self.name, SKIP_WAITING).inc()
+            if not self.waiting_for_history:
+                logger.info(
+                    "target %s: waiting for history: %d steps stored, %s needs %d to train; "
+                    "%s forecasts meanwhile",
+                    self.name,
+                    n_steps,
+                    self.forecaster.name,
+                    self.train_steps,
+                    self.forecaster.name if self.fitted else FALLBACK_MODEL,
+                )
+        self.waiting_for_history = waiting
+        metrics.waiting_for_history.labels(self.name).set(int(waiting))
+        return waiting
 
     def _fit_and_save(self, batch: GridBatch) -> bool:
         """Train thread: fit, then save unless a reload aborted this runner."""

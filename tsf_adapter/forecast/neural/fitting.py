@@ -23,6 +23,7 @@ import torch
 
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.series import Labels
+from tsf_adapter.core.windows import min_train_steps, validation_steps
 from tsf_adapter.forecast.neural.features import WindowSource, window_origins
 from tsf_adapter.forecast.neural.loop import GlobalBatches, PerSeriesBatches, Run, train
 from tsf_adapter.forecast.neural.nets import ForecastNet, NetConfig, reset_parameters
@@ -66,17 +67,12 @@ class FitInput:
 def split_origins(n_steps: int, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Training and validation origins; every validation target lies after every training target."""
     f = cfg.features
-    n_val = (
-        0
-        if cfg.validation_fraction <= 0
-        else max(f.horizon_steps, math.ceil(cfg.validation_fraction * n_steps))
-    )
-    split = n_steps - n_val
+    split = n_steps - validation_steps(n_steps, f.horizon_steps, cfg.validation_fraction)
     train_at = window_origins(split, f.input_steps, f.horizon_steps, cfg.window_stride)
     val = window_origins(n_steps, f.input_steps, f.horizon_steps, cfg.window_stride)
     val = val[val >= split]
     if train_at.size == 0:
-        need = f.input_steps + f.horizon_steps + n_val
+        need = min_train_steps(f.input_steps, f.horizon_steps, cfg.validation_fraction)
         raise TrainingError(f"history too short: {n_steps} steps, need at least {need} to train and validate")
     return torch.from_numpy(train_at), torch.from_numpy(val)
 

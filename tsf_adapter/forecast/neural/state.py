@@ -21,6 +21,7 @@ import torch
 
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.series import Labels
+from tsf_adapter.core.windows import VALIDATION_FRACTION
 from tsf_adapter.forecast.neural.features import FeatureConfig
 from tsf_adapter.forecast.neural.nets import NetConfig
 from tsf_adapter.forecast.options import DEFAULT_QUANTILES, NetKind, Scope
@@ -69,8 +70,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     # Per series in the per_series scope: one bad series cannot shrink the others' steps.
     clip_norm: float = 1.0
-    # The newest part of the grid kept for early stopping (at least one horizon).
-    validation_fraction: float = 0.2
+    # The newest part of the grid kept for early stopping (at least one horizon; core.windows).
+    validation_fraction: float = VALIDATION_FRACTION
     seed: int = 0
     # Wall-clock budget for the whole fit, checked after every step; None = unlimited.
     budget_s: float | None = None
