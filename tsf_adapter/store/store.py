@@ -72,8 +72,7 @@ class TargetStore:
         self._first_step: int | None = None
         self.stats = TargetStats()
         # The decoder made the step a whole number of ms and the history at least two steps.
-        history_steps = int(target.history * 1000) // self.step_ms
-        self._grid = Ring(history_steps, ((np.float64, np.nan),))
+        self._grid = Ring(target.history_steps, ((np.float64, np.nan),))
         agg = target.aggregate
         if agg is None:
             self._agg: Aggregator | None = None
