@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tsf_adapter.tools.csvio import read_series_csv
-from tsf_adapter.tools.simulate import DAY_S, SimConfig, simulate
+from tsf_adapter.tools.simulate import DAY_S, Fill, SimConfig, Simulation, simulate
 
 SMALL = SimConfig(seed=3, clusters=("c1",), groups_per_cluster=2, users_per_group=2, span_s=4 * DAY_S)
 
@@ -91,3 +91,37 @@ def test_bad_config() -> None:
         SimConfig(storage_types=("tape",))
     with pytest.raises(ValueError, match="step_s"):
         SimConfig(step_s=0)
+
+
+def test_fills_merge_flicker_and_name_the_runaway_that_filled() -> None:
+    sim = simulate(replace(SMALL, runaways_per_day=1.0))
+    fills = sim.fills()
+    assert fills and {(f.series, f.at_ms) for f in fills} <= set(sim.hits())
+    gap_ms = 6 * 3600 * 1000
+    for f in fills:
+        before = sim.full[f.series, : int(np.searchsorted(sim.timestamps_ms, f.at_ms))]
+        full_times = sim.timestamps_ms[: before.size][before]
+        # Not full in the gap before a fill: every other hit is flicker of an earlier fill.
+        assert not full_times.size or f.at_ms - int(full_times[-1]) > gap_ms
+        assert f.runaway_start_ms is not None
+        i = sim.runaway_starts_ms[f.series].index(f.runaway_start_ms)
+        assert f.runaway_start_ms <= f.at_ms < sim.runaway_ends_ms[f.series][i]
+    merged = {(f.series, f.at_ms) for f in sim.fills(gap_s=0.0)}
+    assert merged == set(sim.hits())
+
+
+def test_fill_of_overlapping_runaways_counts_from_the_first() -> None:
+    ts = np.arange(6, dtype=np.int64) * 3_600_000
+    full = np.array([[False, False, False, False, True, True]])
+    sim = Simulation(
+        labels=((("user", "u"),),),
+        timestamps_ms=ts,
+        used=np.where(full, 100.0, 90.0),
+        quota=np.full((1, 6), 100.0),
+        full=full,
+        # Started at 0h (still writing at the fill), 1h (deleted before it), 3h (writing).
+        runaway_starts_ms=((0, 3_600_000, 10_800_000),),
+        runaway_ends_ms=((20_000_000, 7_200_000, 20_000_000),),
+    )
+    assert sim.fills() == [Fill(0, 4 * 3_600_000, 0)]
+    assert replace(sim, runaway_ends_ms=()).fills() == [Fill(0, 4 * 3_600_000, None)]

@@ -20,7 +20,10 @@ fraction of its quota, is the sum of:
   until the job is stopped and its data deleted.
 
 Usage is capped at the quota; ``full`` marks the steps where it is reached.
-All of it is vectorised numpy over [series, events, steps].
+All of it is vectorised numpy over [series, events, steps]. Besides the usage,
+a simulation carries its ground truth: when each runaway started and when its
+data was deleted, and from those :meth:`Simulation.fills`, the quota-fill events
+with the start of the climb that caused each.
 
 >>> cfg = SimConfig(seed=1, span_s=86_400, clusters=("c1",), groups_per_cluster=1, users_per_group=2)
 >>> sim = simulate(cfg)
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +53,19 @@ TIB = 2.0**40
 DAY_S = 86_400.0
 # Quota ranges per storage type, in TiB: fast storage is small, object storage large.
 QUOTA_TIB: dict[str, tuple[float, float]] = {"ssd": (1.0, 8.0), "hdd": (10.0, 80.0), "object": (50.0, 400.0)}
+# Usage held at the quota flickers across it with noise: a hit within this long of the last full
+# step is the same fill, not a new one (the forecast horizon the quota alerts are scored on).
+FILL_GAP_S: Final = 6 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One quota-fill event of series ``series`` at ``at_ms``, and the start of the runaway that
+    filled it (None when no runaway was writing then, e.g. a burst on top of a high level)."""
+
+    series: int
+    at_ms: int
+    runaway_start_ms: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +98,9 @@ class Simulation:
     """Usage and quota per series on one time axis, and where usage reached the quota.
 
     ``used``/``quota`` are [series, steps] in bytes; ``full`` is ``used >= quota``.
+    ``runaway_starts_ms[series]`` are the series' runaway starts, in order, and
+    ``runaway_ends_ms[series]`` the times their data was deleted, pairwise (empty
+    when unknown: then no fill is attributed to a runaway).
     """
 
     labels: tuple[Labels, ...]
@@ -89,6 +109,7 @@ class Simulation:
     quota: FloatArray
     full: BoolArray
     runaway_starts_ms: tuple[tuple[int, ...], ...]
+    runaway_ends_ms: tuple[tuple[int, ...], ...] = ()
 
     @property
     def n_series(self) -> int:
@@ -106,6 +127,33 @@ class Simulation:
         edges = np.concatenate([first, rising], axis=1)
         rows, cols = np.nonzero(edges)
         return [(int(r), int(self.timestamps_ms[c])) for r, c in zip(rows, cols, strict=True)]
+
+    def fills(self, gap_s: float = FILL_GAP_S) -> list[Fill]:
+        """Ground truth for event scoring: the hits after which the series had not been full for
+        ``gap_s`` (a re-fill sooner is flicker of the same fill), in time order per series.
+
+        A fill's runaway is the earliest one that was writing at the fill (started at or before
+        it, data not yet deleted) and started after the series was last full: with two runaways
+        overlapping, usage has been climbing since the first.
+        """
+        out: list[Fill] = []
+        ts = self.timestamps_ms
+        gap_ms = gap_s * 1000
+        for series, at_ms in self.hits():
+            col = int(np.searchsorted(ts, at_ms))
+            before = np.flatnonzero(self.full[series, :col])
+            last_full = int(ts[before[-1]]) if before.size else None
+            if last_full is not None and at_ms - last_full <= gap_ms:
+                continue
+            starts = self.runaway_starts_ms[series] if self.runaway_ends_ms else ()
+            ends = self.runaway_ends_ms[series] if self.runaway_ends_ms else ()
+            writing = [
+                s
+                for s, e in zip(starts, ends, strict=True)
+                if s <= at_ms < e and (last_full is None or s > last_full)
+            ]
+            out.append(Fill(series, at_ms, min(writing) if writing else None))
+        return out
 
     def crossings(self, origins_ms: IntArray, horizon_ms: int) -> tuple[BoolArray, BoolArray]:
         """Per [series, origin]: does usage reach the quota in ``(origin, origin + horizon]``, and is
@@ -213,8 +261,14 @@ def simulate(cfg: SimConfig) -> Simulation:
     quota = np.repeat(quota_bytes[:, None], steps, axis=1)
     start_ms = round(cfg.start_s * 1000)
     timestamps = start_ms + np.round(t * 1000).astype(np.int64)
+    r_end = r_stop + 600.0
+    order = [np.argsort(row[mask], kind="stable") for row, mask in zip(r_start, r_real, strict=True)]
     starts = tuple(
-        tuple(sorted(int(start_ms + round(s * 1000)) for s in row[mask]))
-        for row, mask in zip(r_start, r_real, strict=True)
+        tuple(int(start_ms + round(s * 1000)) for s in row[mask][o])
+        for row, mask, o in zip(r_start, r_real, order, strict=True)
     )
-    return Simulation(tuple(labels), timestamps, used, quota, used >= quota, starts)
+    ends = tuple(
+        tuple(int(start_ms + round(e * 1000)) for e in row[mask][o])
+        for row, mask, o in zip(r_end, r_real, order, strict=True)
+    )
+    return Simulation(tuple(labels), timestamps, used, quota, used >= quota, starts, ends)

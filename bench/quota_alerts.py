@@ -1,0 +1,118 @@
+"""Quota alerts on the simulator, from the forecasts files and from the PromQL climb rule.
+
+A forecast model alerts at an origin when its highest quantile (p90 for quantile
+models, the point forecast otherwise: ``predict_linear(used[12h], t) >= quota``
+for predict_linear) reaches the quota anywhere in the horizon. The
+"sustained climb" rule (:mod:`tsf_adapter.tools.climb_rule`) is evaluated on the
+same origins from the usage itself. Every signal is scored the same way
+(:mod:`tsf_adapter.tools.alert_events`): origin-based precision / recall / F1 and,
+per quota fill, the lead time of the alert that stayed on until it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from tsf_adapter.tools.alert_events import AlertScores, score_alerts
+from tsf_adapter.tools.climb_rule import ClimbRule, climb_alerts
+from tsf_adapter.tools.csvio import ForecastRows
+from tsf_adapter.tools.simulate import Simulation
+
+BoolArray = npt.NDArray[np.bool_]
+CLIMB_RULE = "sustained_climb"
+AlertRow = tuple[str, str, AlertScores]  # model, signal, scores
+
+
+def forecast_alerts(
+    forecasts: list[ForecastRows], sim: Simulation
+) -> tuple[npt.NDArray[np.int64], dict[str, BoolArray], dict[str, str]]:
+    """Every origin of the run, and per model ``alert[series, origin]`` and its signal's name."""
+    index = {sim.name(i): i for i in range(sim.n_series)}
+    origins = np.unique(np.concatenate([f.origins_ms for f in forecasts]))
+    alerts: dict[str, BoolArray] = {}
+    signals: dict[str, str] = {}
+    for f in forecasts:
+        top = f.values[:, -1]  # highest quantile column
+        signals[f.model] = f"p{round(100 * f.quantiles[-1])}" if len(f.quantiles) > 1 else "point"
+        # Max of the top quantile per origin: any row reaching the quota raises the alert.
+        pos = np.searchsorted(origins, f.origins_ms)
+        peak = np.full(len(origins), -np.inf)
+        np.maximum.at(peak, pos, np.where(np.isnan(top), -np.inf, top))
+        i = index[f.series]
+        alert = alerts.setdefault(f.model, np.zeros((sim.n_series, len(origins)), dtype=bool))
+        alert[i] = peak >= sim.quota[i, 0]
+    return origins, alerts, signals
+
+
+def quota_alerts(forecasts: list[ForecastRows], sim: Simulation, horizon_ms: int) -> list[AlertRow]:
+    """``(model, signal, scores)`` per forecast model, then the climb rule, on the same origins."""
+    origins, alerts, signals = forecast_alerts(forecasts, sim)
+    rule = ClimbRule(horizon_s=horizon_ms / 1000)
+    alerts[CLIMB_RULE] = climb_alerts(sim.timestamps_ms, sim.used, sim.quota, origins, rule)
+    signals[CLIMB_RULE] = "PromQL"
+    ahead, full_now = sim.crossings(origins, horizon_ms)
+    fills = sim.fills()
+    return [
+        (m, signals[m], score_alerts(origins, a, ~full_now, ahead, fills, horizon_ms=horizon_ms))
+        for m, a in alerts.items()
+    ]
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "-" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def alerts_table(rows: list[AlertRow], title: str) -> str:
+    first = rows[0][2] if rows else None
+    lines = [
+        f"**{title}**"
+        + (
+            f" ({first.scored} origins, {first.tp + first.fn} of them crossings; "
+            f"{len(first.fills)} fills, {first.series_days:.1f} series-days)"
+            if first
+            else ""
+        ),
+        "",
+        "| model | signal | precision | recall | F1 | fills warned | median lead (h) "
+        "| ≥2h runaways warned ≥1h ahead | false episodes / 100 series-days |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, signal, s in rows:
+        ok, total = s.runaways_warned()
+        lines.append(
+            f"| {model} | {signal} | {_f(s.precision)} | {_f(s.recall)} | {_f(s.f1)} "
+            f"| {s.warned}/{len(s.fills)} | {_f(s.median_lead_h, 2)} "
+            f"| {ok}/{total} ({_f(ok / total if total else math.nan, 2)}) "
+            f"| {_f(s.false_per_100_series_days, 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def floors(default: str, rows: list[AlertRow]) -> list[str]:
+    """The issue's floors for the default model's alert, each with its figure."""
+    by = {m: s for m, _, s in rows}
+    if default not in by:
+        return []
+    s = by[default]
+    ok, total = s.runaways_warned()
+    share = ok / total if total else math.nan
+    out = [
+        f"- precision ≥ 0.6: {_f(s.precision)} {_ok(s.precision >= 0.6)}",
+        f"- F1 ≥ 0.5: {_f(s.f1)} {_ok(s.f1 >= 0.5)}",
+        f"- median lead of warned fills ≥ 2h: {_f(s.median_lead_h, 2)}h {_ok(s.median_lead_h >= 2)}",
+        f"- ≥2h runaways warned ≥1h ahead ≥ 70%: {_f(share, 2)} {_ok(share >= 0.7)}",
+    ]
+    if "holt_winters" in by:
+        mine, hw = s.false_per_100_series_days, by["holt_winters"].false_per_100_series_days
+        out.append(
+            f"- false episodes / 100 series-days < holt_winters' ({_f(hw, 1)}): "
+            f"{_f(mine, 1)} {_ok(mine < hw)}"
+        )
+    return out
+
+
+def _ok(flag: bool) -> str:
+    return "(met)" if flag else "(NOT met)"

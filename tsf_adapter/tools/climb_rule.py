@@ -1,0 +1,114 @@
+"""The "sustained climb, extrapolated" quota alert: a plain PromQL rule, evaluated in numpy.
+
+It is the rule an operator could write today without us, and so the peer our
+forecast alerts are measured against (with ``predict_linear`` and ``holt_winters``)::
+
+    - alert: QuotaFillsWithin6h
+      expr: |
+        storage_used_bytes + deriv(storage_used_bytes[2h]) * 6 * 3600 >= storage_quota_bytes
+        and
+        min_over_time(deriv(storage_used_bytes[30m])[2h:5m]) > 0
+
+The first line extrapolates the last 2 hours' slope over the 6-hour horizon; the
+second asks that the usage has been climbing all along those 2 hours (the 30-minute
+slope, sampled every 5 minutes, never at or below 0), which a write burst (up within
+30 minutes, then flat) or the day's rhythm under noise does not do. Usage and quota
+share their labels, so the comparison matches series one to one.
+
+Ranges are Prometheus 2.x's closed ``[t - range, t]`` (as in
+:func:`tsf_adapter.forecast.baselines.select_range`) and ``deriv`` is PromQL's
+least-squares slope (:func:`tsf_adapter.forecast.baselines.linear_regression_grid`).
+The subquery's steps are the multiples of ``step`` in ``(t - 2h, t]``, as Prometheus
+aligns them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tsf_adapter.forecast.baselines import linear_regression_grid
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClimbRule:
+    """The rule's durations in seconds: extrapolation range and horizon, the climb's slope range,
+    how long it must have lasted, and the subquery step.
+
+    >>> ClimbRule().promql("used", "quota")
+    'used + deriv(used[2h]) * 21600 >= quota and min_over_time(deriv(used[30m])[2h:5m]) > 0'
+    """
+
+    trend_s: float = 2 * 3600.0
+    horizon_s: float = 6 * 3600.0
+    slope_s: float = 30 * 60.0
+    sustain_s: float = 2 * 3600.0
+    step_s: float = 300.0
+
+    def promql(self, used: str, quota: str) -> str:
+        climb = f"deriv({used}[{_dur(self.slope_s)}])[{_dur(self.sustain_s)}:{_dur(self.step_s)}]"
+        return (
+            f"{used} + deriv({used}[{_dur(self.trend_s)}]) * {self.horizon_s:.0f} >= {quota} and "
+            f"min_over_time({climb}) > 0"
+        )
+
+
+def _dur(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}h" if s % 3600 == 0 else f"{s // 60}m" if s % 60 == 0 else f"{s}s"
+
+
+def deriv(values: FloatArray, timestamps_ms: IntArray, eval_ms: int, range_ms: int) -> FloatArray:
+    """PromQL ``deriv(x[range])`` at ``eval_ms`` for every row of ``values[series, steps]`` (per
+    second; NaN where fewer than 2 samples)."""
+    cols = np.flatnonzero((timestamps_ms >= eval_ms - range_ms) & (timestamps_ms <= eval_ms))
+    if cols.size == 0:
+        return np.full(values.shape[0], np.nan)
+    slope, _, n = linear_regression_grid(values[:, cols], timestamps_ms[cols], eval_ms)
+    return np.where(n >= 2, slope, np.nan)
+
+
+def climb_alerts(
+    timestamps_ms: IntArray,
+    used: FloatArray,
+    quota: FloatArray,
+    origins_ms: IntArray,
+    rule: ClimbRule = ClimbRule(),
+) -> BoolArray:
+    """The rule's value at each origin: ``alert[series, origin]`` (False where it has no value).
+
+    >>> t = np.arange(0, 4 * 3_600_000 + 1, 300_000)
+    >>> used = np.stack([50.0 + t / 3_600_000, 50.0 + 5 * t / 3_600_000])  # +1/h, +5/h
+    >>> climb_alerts(t, used, np.full_like(used, 100.0), np.array([7_200_000, 14_400_000])).tolist()
+    [[False, False], [False, True]]
+    """
+    step_ms = round(rule.step_s * 1000)
+    cache: dict[int, FloatArray] = {}
+
+    def slope_at(at_ms: int) -> FloatArray:
+        if at_ms not in cache:
+            cache[at_ms] = deriv(used, timestamps_ms, at_ms, round(rule.slope_s * 1000))
+        return cache[at_ms]
+
+    out = np.zeros((used.shape[0], len(origins_ms)), dtype=bool)
+    for k, origin in enumerate(int(o) for o in origins_ms):
+        at = int(np.searchsorted(timestamps_ms, origin, side="right")) - 1  # the instant value's sample
+        if at < 0:
+            continue
+        trend = deriv(used, timestamps_ms, origin, round(rule.trend_s * 1000))
+        with np.errstate(invalid="ignore"):
+            reaches = used[:, at] + trend * rule.horizon_s >= quota[:, at]
+        first = (origin - round(rule.sustain_s * 1000)) // step_ms + 1
+        steps = range(first * step_ms, origin + 1, step_ms)
+        slopes = np.stack([slope_at(s) for s in steps], axis=1)
+        # min_over_time skips steps without a value; the subquery has none if all are missing.
+        with np.errstate(invalid="ignore"):
+            climbing = np.isfinite(slopes).any(axis=1) & ~(slopes <= 0).any(axis=1)
+        out[:, k] = reaches & climbing
+    return out
