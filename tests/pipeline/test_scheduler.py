@@ -498,3 +498,22 @@ def test_the_limits_keep_an_hour_unless_the_model_reads_the_headroom(headroom: b
     two_days = {**HEADROOM, "history": "2d", "model": {"kind": "lstm", "headroom": headroom}}
     limits = threshold_target(target(**two_days))
     assert limits is not None and limits.history == kept
+
+
+async def test_a_fixed_threshold_gives_every_series_the_same_limit(env: Env) -> None:
+    from tsf_adapter.forecast.neural.headroom import HeadroomBatch
+
+    fixed = {**HEADROOM, "threshold": {"value": 10.0, "direction": "below"}}
+    r = runner(env, None, **fixed)
+    batch = GridBatch(
+        "t",
+        (make_labels({"i": "a"}), make_labels({"i": "b"})),
+        np.array([[40.0, 20.0], [10.0, 5.0]]),
+        0,
+        1000,
+    )
+    seen = r.model_batch(batch, None)
+    assert isinstance(seen, HeadroomBatch)
+    np.testing.assert_allclose(seen.headroom, [[0.25, 0.5], [1.0, 2.0]])
+    # Without the switch the model gets the batch as it is.
+    assert runner(env, None, **{**fixed, "model": {"kind": "lstm"}}).model_batch(batch, None) is batch
