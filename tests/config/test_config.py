@@ -193,6 +193,13 @@ BAD_CONFIGS = {
         "targets[0].model.kind: must be one of 'lstm', 'gru', 'transformer', 'auto', 'predict_linear', "
         "'holt_winters', 'last_value', 'seasonal_naive' (got 'prophet')"
     ),
+    "target_model_headroom_baseline": (
+        "targets[0].model.headroom: only applies to a model that trains (got kind predict_linear)"
+    ),
+    "target_model_headroom_no_threshold": (
+        "targets[0].model.headroom: needs a threshold to measure the headroom to (got no threshold)"
+    ),
+    "target_model_headroom_not_bool": "targets[0].model.headroom: expected true or false (got 'yes')",
     "target_model_scope": "targets[0].model.scope: must be one of 'per_series', 'global' (got 'per_group')",
     "target_name_invalid": (
         "targets[0].name: must be letters, digits, '_', '.' or '-', starting with a letter or digit (got "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,13 +22,8 @@ from tsf_adapter.forecast.neural.nets import (
 KINDS = ["lstm", "gru", "transformer"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny nets gain nothing from intra-op threads, and on a shared 2-core box they lose ~8x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Every test here: tiny nets, one intra-op thread (see conftest).
+pytestmark = pytest.mark.usefixtures("_one_thread")
 
 
 QUANTILES = (0.1, 0.5, 0.9)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch
@@ -97,14 +95,6 @@ def test_a_setting_can_override_the_derived_window() -> None:
 def test_a_kind_that_is_not_an_architecture_is_refused() -> None:
     with pytest.raises(ValueError, match="not a neural model: 'auto'"):
         NeuralModel(OPTIONS, kind="auto")
-
-
-@pytest.fixture
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class JumpsAtSecondReading:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,13 +23,8 @@ from tsf_adapter.forecast.neural.trainer import NeuralForecaster, fit, predict
 HOUR = 3600.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny nets gain nothing from intra-op threads, and on a shared 2-core box they lose ~8x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Every test here: tiny nets, one intra-op thread (see conftest).
+pytestmark = pytest.mark.usefixtures("_one_thread")
 
 
 TINY = TrainConfig(

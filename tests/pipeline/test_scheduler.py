@@ -427,3 +427,93 @@ async def test_a_corrupt_model_file_is_logged_and_the_target_retrains(
     assert not r.fitted
     assert "unusable, will retrain" in caplog.text
     assert r.trains  # so its first cycle trains afresh
+
+
+HEADROOM = {
+    "model": {"kind": "lstm", "headroom": True},
+    "history": "2m",
+    "horizons": ["2s"],
+    "retrain_every": "2s",
+    "threshold": {"selector": "quota", "on": ["instance"], "ratio": 0.9},
+}
+
+
+async def test_a_target_with_headroom_trains_and_forecasts_with_the_channel(env: Env, tmp_path: Path) -> None:
+    from tsf_adapter.forecast.neural.headroom import HeadroomBatch
+    from tsf_adapter.forecast.neural.trainer import NeuralForecaster
+    from tsf_adapter.pipeline.models import model_config_hash
+    from tsf_adapter.pipeline.targets import store_specs, threshold_target
+
+    cfg = target(**HEADROOM)
+    # The limits' grid keeps (at least) the target's history: every training window has its limit.
+    limits_spec = threshold_target(cfg)
+    assert limits_spec is not None and limits_spec.history >= cfg.history
+    env.store = env.deps.store = Store(store_specs([cfg]))
+    env.deps.state_dir = tmp_path
+    env.deps.device = "cpu"
+    quota = env.deps.store.series_ref(make_labels({"__name__": "quota", "instance": "a"}))
+    assert quota is not None
+    for k in range(90):
+        env.put("a", T0 - 90 + k, 50.0 + 0.5 * k + 3 * np.sin(k / 4))
+        env.put("b", T0 - 90 + k, 20.0 + (k % 7))
+        if k >= 5 and k % 10 == 5:  # a quota exported now and then, first seen after the series
+            env.deps.store.append(
+                np.array([quota]), np.array([round((T0 - 90 + k) * 1000)]), np.array([200.0])
+            )
+    r = TargetRunner(cfg, env.deps)
+    assert await r.train_once()
+    assert isinstance(r.forecaster, NeuralForecaster) and r.forecaster.state is not None
+    features = r.forecaster.state.config["features"]
+    assert features["headroom"] is True
+    assert r.forecaster.state.config["net"]["n_features"] == 8  # value, mask, headroom, 5 calendar
+    out = await r.forecast_once()
+    assert out is not None and infos(out) == {"a": "lstm", "b": "lstm"}
+
+    # What the model reads: the one function over the stored values and the joined limits.
+    batch, limits = r._read_batches()
+    assert batch is not None and limits is not None
+    seen = r.model_batch(batch, limits)
+    assert isinstance(seen, HeadroomBatch)
+    row = {dict(lab)["instance"]: i for i, lab in enumerate(batch.labels)}
+    a, b = batch.values[row["a"]], seen.headroom
+    first_limit = int(np.flatnonzero(batch.timestamps_ms() == round((T0 - 85) * 1000))[0])
+    assert np.isnan(b[row["a"], :first_limit]).all()  # before the first quota sample: unknown
+    np.testing.assert_allclose(b[row["a"], first_limit:], a[first_limit:] / (200.0 * 0.9))
+    assert np.isnan(b[row["b"]]).all()  # no quota for b
+
+    # The saved model carries the channel in its config hash: a target without it retrains.
+    without = {**HEADROOM, "model": {"kind": "lstm"}}
+    assert model_config_hash(cfg) != model_config_hash(target(**without))
+    assert not runner(env, None, **without).load()
+    again = TargetRunner(cfg, env.deps)
+    assert again.load() and again.fitted
+    out = await again.forecast_once()
+    assert out is not None and infos(out) == {"a": "lstm", "b": "lstm"}
+
+
+@pytest.mark.parametrize(("headroom", "kept"), [(True, 2 * 86_400.0), (False, 3600.0)])
+def test_the_limits_keep_an_hour_unless_the_model_reads_the_headroom(headroom: bool, kept: float) -> None:
+    from tsf_adapter.pipeline.targets import threshold_target
+
+    two_days = {**HEADROOM, "history": "2d", "model": {"kind": "lstm", "headroom": headroom}}
+    limits = threshold_target(target(**two_days))
+    assert limits is not None and limits.history == kept
+
+
+async def test_a_fixed_threshold_gives_every_series_the_same_limit(env: Env) -> None:
+    from tsf_adapter.forecast.neural.headroom import HeadroomBatch
+
+    fixed = {**HEADROOM, "threshold": {"value": 10.0, "direction": "below"}}
+    r = runner(env, None, **fixed)
+    batch = GridBatch(
+        "t",
+        (make_labels({"i": "a"}), make_labels({"i": "b"})),
+        np.array([[40.0, 20.0], [10.0, 5.0]]),
+        0,
+        1000,
+    )
+    seen = r.model_batch(batch, None)
+    assert isinstance(seen, HeadroomBatch)
+    np.testing.assert_allclose(seen.headroom, [[0.25, 0.5], [1.0, 2.0]])
+    # Without the switch the model gets the batch as it is.
+    assert runner(env, None, **{**fixed, "model": {"kind": "lstm"}}).model_batch(batch, None) is batch

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tsf_adapter import cli
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch, grid_values
+from tsf_adapter.forecast.neural.headroom import HeadroomBatch
 from tsf_adapter.forecast.options import ModelOptions
 from tsf_adapter.forecast.registry import MODELS, ModelSpec
 from tsf_adapter.tools.backtest import BacktestSpec, at_samples, median_step_ms, origins, run_backtest
@@ -461,3 +462,91 @@ def test_scope_flag_reaches_the_models_options(
     assert exc.value.code == 0
     assert [o.scope for o in seen] == [scope]  # one model for the group of a and b
     capsys.readouterr()
+
+
+# --- limits: the headroom channel ---------------------------------------------------------------------
+
+LIMIT_BASE = 1e6  # a limit series' value is this plus its own timestamp in seconds
+
+
+class HeadroomRecorder(Recorder):
+    """A :class:`Recorder` that also records, per call, the newest limit sample the headroom reveals."""
+
+    seen: ClassVar[list[tuple[str, int, float, bool]]] = []  # (kind, end_ms, newest limit ts, any known)
+
+    def _note(self, kind: str, batch: GridBatch) -> None:
+        assert isinstance(batch, HeadroomBatch) and self.options.headroom
+        with np.errstate(divide="ignore", invalid="ignore"):
+            limit_ts = batch.values / batch.headroom - LIMIT_BASE  # value / (value / limit) - base
+        known = np.isfinite(limit_ts)
+        self.seen.append(
+            (kind, batch.end_ms, float(np.max(limit_ts, where=known, initial=-np.inf)), bool(known.any()))
+        )
+
+    def fit(self, batch: GridBatch) -> None:
+        self._note("fit", batch)
+        super().fit(batch)
+
+    def predict(self, batch: GridBatch, horizon_steps: int) -> np.ndarray:
+        self._note("predict", batch)
+        return super().predict(batch, horizon_steps)
+
+
+# Every 40 minutes, or every 5 hours: longer than a forecast window (2h), whose first step then
+# holds the limit's last sample before it.
+@pytest.mark.parametrize("every_s", [2400, 5 * H])
+def test_limits_reach_the_models_as_headroom_and_never_past_the_origin(
+    every_s: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    HeadroomRecorder.seen = []
+    monkeypatch.setitem(MODELS, "recorder", ModelSpec(HeadroomRecorder))
+    disk = read_series_csv(ramp(tmp_path / "disk.csv", 7, 200, 300, jitter=True))
+    # A quota exported now and then, off the grid, its value telling when it was sampled.
+    quota_ts = np.arange(0, 200 * 300, every_s, dtype=np.int64) + 100
+    quota = InputSeries("quota", quota_ts * 1000, (quota_ts + LIMIT_BASE).astype(np.float64))
+    sp = spec(
+        models=("recorder",),
+        start_frac=None,
+        start_origin_s=4 * H + 150.0,
+        step_s=300.0,
+        limits={"disk": quota},
+    )
+    run([disk], sp)
+    all_origins = origins(disk.timestamps_ms, sp) // 1000
+    predicts = [e for e in HeadroomRecorder.seen if e[0] == "predict"]
+    assert len(predicts) == len(all_origins) and [e[0] for e in HeadroomRecorder.seen].count("fit") == 1
+    for (_, _, newest, known), o in zip(predicts, all_origins, strict=True):
+        assert known
+        # The newest limit sample on the window's grid (which ends at or before the origin), never
+        # one after it, though a sample lies between the window's end and some origins.
+        assert newest == pytest.approx(quota_ts[quota_ts <= o // 300 * 300].max())
+        assert newest <= o
+    fit = HeadroomRecorder.seen[0]
+    assert fit[2] == pytest.approx(quota_ts[quota_ts <= all_origins[0] // 300 * 300].max())
+
+
+def test_a_fixed_limit_and_an_input_without_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    batches: list[GridBatch] = []
+
+    class Keep(Recorder):
+        def predict(self, batch: GridBatch, horizon_steps: int) -> np.ndarray:
+            batches.append(batch)
+            return super().predict(batch, horizon_steps)
+
+    monkeypatch.setitem(MODELS, "recorder", ModelSpec(Keep))
+    a, b = (read_series_csv(ramp(tmp_path / f"{n}.csv", 60, 300, 60)) for n in "ab")
+    run([a, b], spec(models=("recorder",), limits={"a": 20_000.0}, limit_ratio=0.5))
+    assert batches
+    for batch in batches:
+        assert isinstance(batch, HeadroomBatch)
+        np.testing.assert_allclose(batch.headroom[0], np.clip(batch.values[0] / 10_000.0, 0.0, 2.0))
+        assert np.isnan(batch.headroom[1]).all()
+
+
+def test_a_neural_model_backtests_with_limits(tmp_path: Path) -> None:
+    t = np.arange(0, 2 * 86_400, 1800)
+    s = read_series_csv(write_csv(tmp_path / "d.csv", t, 50 + 10 * np.sin(2 * np.pi * t / 86_400)))
+    rows, _ = run(
+        [s], spec(models=("lstm",), history_s=3 * H, horizon_s=H, start_frac=0.9, limits={"d": 100.0})
+    )
+    assert len(rows) > 1 and all(math.isfinite(float(r[5])) for r in rows[1:])

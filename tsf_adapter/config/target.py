@@ -69,6 +69,11 @@ class ModelConfig:
     # `global` (one shared network) is the choice for tens of thousands of series on a CPU.
     kind: ModelKind = "lstm"
     scope: ModelScope = "per_series"
+    # Read the threshold's headroom (value / threshold, per step) as an input channel, so "85% and
+    # climbing" differs from "40% and climbing". Needs a threshold and a model that trains. Off by
+    # default until the quota alerts measure better with it (bench/accuracy.py); models trained
+    # without it keep being loaded, and turning it on retrains them.
+    headroom: bool = False
 
     @property
     def trains(self) -> bool:
@@ -196,6 +201,10 @@ class TargetConfig:
             )
         if self.threshold is not None:
             yield from self._threshold_problems(self.threshold)
+        if self.model.headroom and self.threshold is None:
+            yield "model.headroom", "needs a threshold to measure the headroom to (got no threshold)"
+        elif self.model.headroom and not self.model.trains:
+            yield "model.headroom", f"only applies to a model that trains (got kind {self.model.kind})"
 
     def _horizon_problems(self) -> Problems:
         if not self.horizons:

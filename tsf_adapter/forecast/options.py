@@ -62,6 +62,9 @@ class ModelOptions:
     # Training settings to change by name, as (TrainConfig field, value) pairs, "features.NAME" for a
     # FeatureConfig field: benchmarks try settings with them without editing code. Empty for the daemon.
     train_settings: tuple[tuple[str, Any], ...] = ()
+    # Neural models read the threshold headroom as an input channel (``forecast.neural.headroom``):
+    # every batch they fit and forecast on must then be a ``HeadroomBatch``. Off: no such channel.
+    headroom: bool = False
     # The clock a training reads its budget from; the daemon passes one that jumps to infinity at
     # shutdown, so a running fit ends at its next step with its best weights.
     clock: Monotonic = field(default=time.monotonic, compare=False)

@@ -71,6 +71,7 @@ def model_options(
         input_steps=target.input_steps,
         horizon_steps=max(target.horizon_steps),
         clock=clock,
+        headroom=target.model.headroom,
     )
 
 
@@ -102,15 +103,18 @@ def model_config_hash(target: TargetConfig) -> str:
     for name in candidates:
         cfg = train_config(name, options)
         shapes[name] = [repr(cfg.features), cfg.hidden_size, cfg.num_layers, cfg.num_heads]
-    return config_hash(
-        {
-            "kind": kind,
-            "scope": target.model.scope,
-            "step_ms": target.step_ms,
-            "quantiles": list(target.quantiles),
-            "candidates": shapes,
-        }
-    )
+    hashed = {
+        "kind": kind,
+        "scope": target.model.scope,
+        "step_ms": target.step_ms,
+        "quantiles": list(target.quantiles),
+        "candidates": shapes,
+    }
+    if target.model.headroom:
+        # One more input channel: a model saved without it must be retrained, not loaded. Named only
+        # when on, so the hash of every model without it stays what it was.
+        hashed["headroom"] = True
+    return config_hash(hashed)
 
 
 def serving_models(forecaster: Forecaster, labels: Sequence[Labels]) -> list[str]:

@@ -77,6 +77,7 @@ from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import WriteItem
 from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.baselines import PredictLinear
+from tsf_adapter.forecast.neural.headroom import HeadroomBatch, headroom
 from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
 from tsf_adapter.pipeline.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, SKIP_WAITING, DaemonMetrics
 from tsf_adapter.pipeline.models import (
@@ -88,6 +89,7 @@ from tsf_adapter.pipeline.models import (
     snapshot,
 )
 from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
+from tsf_adapter.pipeline.output.thresholds import limit_grid
 from tsf_adapter.pipeline.targets import threshold_target
 from tsf_adapter.store.store import Store
 
@@ -171,6 +173,8 @@ class TargetRunner:
         self._median = target.quantiles.index(0.5)
         limits = threshold_target(target)
         self._limits_name = None if limits is None else limits.name
+        # The model reads the threshold's headroom: every batch it fits and forecasts on carries it.
+        self.headroom = target.model.headroom and target.threshold is not None
         self.fitted = False  # a model exists (trained here or loaded)
         self.next_forecast = -math.inf
         self.next_train = -math.inf
@@ -283,7 +287,7 @@ class TargetRunner:
         metrics = self.deps.metrics
         start = time.monotonic()
         try:
-            batch = await self._call(self.deps.workers.ingest, self._read_batch)
+            batch, limits = await self._call(self.deps.workers.ingest, self._read_training)
             if batch is None or batch.n_series == 0:
                 logger.info("target %s: no series yet, nothing to train", self.name)
                 return False
@@ -292,7 +296,7 @@ class TargetRunner:
             logger.info(
                 "target %s: training %s on %d series", self.name, self.forecaster.name, batch.n_series
             )
-            saved = await self._call(self.deps.workers.train, self._fit_and_save, batch)
+            saved = await self._call(self.deps.workers.train, self._fit_and_save, batch, limits)
         except Exception as exc:
             metrics.training_failures.labels(self.name).inc()
             log_failure(f"target {self.name}: training failed", exc)
@@ -329,9 +333,10 @@ class TargetRunner:
         metrics.waiting_for_history.labels(self.name).set(int(waiting))
         return waiting
 
-    def _fit_and_save(self, batch: GridBatch) -> bool:
-        """Train thread: fit, then save unless a reload aborted this runner."""
-        self.forecaster.fit(batch)
+    def _fit_and_save(self, batch: GridBatch, limits: GridBatch | None = None) -> bool:
+        """Train thread: fit (with the headroom channel when the model reads it), then save unless a
+        reload aborted this runner."""
+        self.forecaster.fit(self.model_batch(batch, limits))
         self.fitted = True
         if self.target.model.kind == "auto":
             logger.info(
@@ -393,9 +398,11 @@ class TargetRunner:
         )
         return out
 
-    def _read_batch(self) -> GridBatch | None:
-        """Ingest thread."""
-        return self.deps.store.batch(self.name)
+    def _read_training(self) -> tuple[GridBatch | None, GridBatch | None]:
+        """Ingest thread: the target's grid, and its limits' grid when the model reads the headroom."""
+        if self.headroom:
+            return self._read_batches()
+        return self.deps.store.batch(self.name), None
 
     def _read_batches(self) -> tuple[GridBatch | None, GridBatch | None]:
         """Ingest thread: the target's grid and, with a threshold selector, its limits' grid."""
@@ -407,7 +414,7 @@ class TargetRunner:
     ) -> tuple[ForecastOutput, int, Counter[str]]:
         """Forecast thread: score past forecasts, predict, remember, build what is written."""
         self.tracker.observe(batch)
-        prediction, models, by_model = self.predict(batch)
+        prediction, models, by_model = self.predict(self.model_batch(batch, limits))
         medians = prediction[:, self._median, self._horizon_cols]  # [series, horizons]
         self.tracker.record(batch.labels, batch.end_ms, medians)
         errors = self.tracker.errors(batch.labels)
@@ -415,6 +422,23 @@ class TargetRunner:
             batch, prediction, now_ms=now_ms, models=models, errors=errors, limits=limits
         )
         return out, by_model, Counter(name for name, _ in models)
+
+    def model_batch(self, batch: GridBatch, limits: GridBatch | None) -> GridBatch:
+        """What the model fits and forecasts on: ``batch``, with its headroom when the model reads it.
+
+        Train or forecast thread. The headroom is computed the same way for both (one function,
+        :func:`~tsf_adapter.forecast.neural.headroom.headroom`), from the threshold's fixed value
+        or from the limit series at every step; a series without a known limit gets NaN there.
+        """
+        threshold = self.target.threshold
+        if not self.headroom or threshold is None:
+            return batch
+        if threshold.value is not None:
+            lim = np.full((batch.n_series, 1), threshold.value)
+        else:
+            lim = limit_grid(batch, limits, threshold.on)
+        channel = headroom(batch.values, lim, ratio=threshold.ratio, direction=threshold.direction)
+        return HeadroomBatch.of(batch, channel)
 
     def predict(self, batch: GridBatch) -> tuple[FloatArray, list[ModelInfo], int]:
         """``[series, quantiles, longest horizon]``, each series' (model, scope), and how many used the model.

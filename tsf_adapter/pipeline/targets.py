@@ -34,7 +34,16 @@ def threshold_target(target: TargetConfig) -> TargetConfig | None:
     """The store target for the limit series of ``threshold.selector`` (None without one).
 
     Same step as the target, so the limit's latest value is on the same clock; named
-    ``<name>/threshold``; not aggregated (limits are joined ``on`` labels instead).
+    ``<name>/threshold``; not aggregated (limits are joined ``on`` labels instead). Its history
+    is the target's when the model reads the headroom (every training window needs its limit),
+    else the last hour, which is enough for the latest value.
+
+    >>> from tsf_adapter.config import ModelConfig, ThresholdConfig
+    >>> from tsf_adapter.core.selector import parse_selector
+    >>> t = TargetConfig(name="q", selector=parse_selector("used"), model=ModelConfig(headroom=True),
+    ...                  threshold=ThresholdConfig(selector=parse_selector("quota")))
+    >>> threshold_target(t).history
+    172800.0
     """
     threshold = target.threshold
     if threshold is None or threshold.selector is None:
@@ -43,7 +52,7 @@ def threshold_target(target: TargetConfig) -> TargetConfig | None:
         target,
         name=f"{target.name}{THRESHOLD_SPEC_SUFFIX}",
         selector=threshold.selector,
-        history=max(THRESHOLD_HISTORY_S, 2 * target.step),
+        history=max(THRESHOLD_HISTORY_S, 2 * target.step, target.history if target.model.headroom else 0.0),
         aggregate=None,
         threshold=None,
     )

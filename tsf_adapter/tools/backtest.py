@@ -36,10 +36,10 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,7 @@ from tsf_adapter.core.grid import GridBatch, grid_values
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, format_labels, make_labels
 from tsf_adapter.forecast.base import Forecaster, check_forecast
+from tsf_adapter.forecast.neural.headroom import HeadroomBatch, headroom
 from tsf_adapter.forecast.options import DEFAULT_QUANTILES, ModelOptions, Scope
 from tsf_adapter.forecast.registry import check_models, create_model, model_window_s
 from tsf_adapter.tools.csvio import ForecastRows, ForecastWriter, InputSeries, iter_inputs
@@ -87,6 +88,13 @@ class BacktestSpec:
     train_budget_s: float | None = None
     # Training settings of the learning models (not a command-line flag either; see ModelOptions).
     train_settings: tuple[tuple[str, Any], ...] = ()
+    # Each input's limit by input name, a fixed value or a limit series: the neural models then read
+    # the headroom (value / (limit * limit_ratio), see forecast.neural.headroom) as the daemon's do
+    # with `model: {headroom: true}`. Only limit samples at or before an origin are seen; an input
+    # without an entry has no known limit. None: no headroom channel.
+    limits: Mapping[str, float | InputSeries] | None = field(default=None, compare=False)
+    limit_ratio: float = 1.0
+    limit_direction: Literal["above", "below"] = "above"
 
     def __post_init__(self) -> None:
         for name in ("history_s", "horizon_s", "origin_every_s"):
@@ -104,6 +112,8 @@ class BacktestSpec:
         if list(qs) != sorted(set(qs)) or not all(0.0 < q < 1.0 for q in qs) or 0.5 not in qs:
             raise ConfigError(f"--quantiles must be increasing, within (0, 1) and include 0.5 (got {qs})")
         check_models(self.models)
+        if not (0.0 < self.limit_ratio < math.inf):
+            raise ConfigError(f"limit_ratio must be a finite number > 0 (got {self.limit_ratio})")
 
 
 # --- origins and grids: pure functions --------------------------------------------------------
@@ -312,6 +322,7 @@ class _GroupRun:
             train_budget_s=budget,
             scope=spec.scope,
             train_settings=spec.train_settings,
+            headroom=spec.limits is not None,
         )
         self.models: dict[str, Forecaster] = {m: create_model(m, options) for m in spec.models}
         self.window_steps = {m: int(model_window_s(m, options) * 1000 // step_ms) + 1 for m in spec.models}
@@ -326,7 +337,30 @@ class _GroupRun:
         for r, j in enumerate(rows):
             s = self.series[j]
             values[r] = grid_values(s.timestamps_ms, s.values, cutoff_ms, first_ms, n, self.step_ms)
-        return GridBatch(TARGET, tuple(self.labels[j] for j in rows), values, first_ms, self.step_ms)
+        batch = GridBatch(TARGET, tuple(self.labels[j] for j in rows), values, first_ms, self.step_ms)
+        if self.spec.limits is None:
+            return batch
+        limits = np.stack([self._limit(self.series[j].name, cutoff_ms, first_ms, n) for j in rows])
+        channel = headroom(values, limits, ratio=self.spec.limit_ratio, direction=self.spec.limit_direction)
+        return HeadroomBatch.of(batch, channel)
+
+    def _limit(self, name: str, cutoff_ms: int, first_ms: int, n: int) -> FloatArray:
+        """The limit of input ``name`` on the grid ``first_ms + j * step``, samples ``<= cutoff_ms`` only.
+
+        A limit series' last sample before the grid starts holds at its first step (a limit
+        exported rarely still applies), as the daemon's store keeps a limit's history.
+        """
+        assert self.spec.limits is not None
+        limit = self.spec.limits.get(name)
+        if limit is None:
+            return np.full(n, np.nan)
+        if not isinstance(limit, InputSeries):
+            return np.full(n, float(limit))
+        out = grid_values(limit.timestamps_ms, limit.values, cutoff_ms, first_ms, n, self.step_ms)
+        before = int(np.searchsorted(limit.timestamps_ms, min(cutoff_ms, first_ms), side="right"))
+        if np.isnan(out[0]) and before:
+            out[0] = limit.values[before - 1]
+        return out
 
     def forecast(self, index: int, origin_ms: int, active: Sequence[int]) -> None:
         step = self.step_ms

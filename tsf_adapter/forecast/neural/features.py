@@ -28,13 +28,16 @@ there, so windows are never materialised for the whole history (10,000 series
 
 Feature channels of one input step, in order: scaled value, observed mask,
 each extra series scaled the same way, then :data:`N_COVARIATES` calendar
-covariates (time of day sin/cos, day of week sin/cos, day/night flag).
+covariates (time of day sin/cos, day of week sin/cos, day/night flag). With
+``FeatureConfig.headroom`` the last extra channel is the headroom
+(:mod:`.headroom`): already scale-free, and its level is the point (85% of a
+quota is not 40%), so it goes in as it is, not scaled per window.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import numpy as np
@@ -73,6 +76,10 @@ class FeatureConfig:
     # (a deletion) barely moves: narrower bands after deletions, opt-in until it pays off on the
     # quota alerts (see BENCHMARKS.md, forecast accuracy).
     scale: Literal["min", "std"] = "std"
+    # The last extra channel is the headroom, fed unscaled (see the module docstring). Left out of
+    # repr, which the daemon's model config hash reads, so models without it keep their hash; the
+    # hash names it when it is on (pipeline.models.model_config_hash).
+    headroom: bool = field(default=False, repr=False)
 
     def n_features(self, n_extra: int = 0) -> int:
         """Channels per input step: value, mask, extras, covariates."""
@@ -221,7 +228,6 @@ class WindowSource:
 
     def _gather(self, rows: torch.Tensor, origins: torch.Tensor) -> WindowBatch:
         cfg = self.config
-        dev = self._filled.device
         idx_in = origins[..., None] + self._in_offsets  # [..., L]
         r = rows[..., None]  # [..., 1]
         val = self._filled[r, idx_in]  # [..., L] float64
@@ -237,28 +243,36 @@ class WindowSource:
             ((val - level[..., None]) / scale[..., None]).unsqueeze(-1),  # [..., L, 1]
             seen.to(torch.float64).unsqueeze(-1),  # [..., L, 1]
         ]
-        if self.n_extra:
-            ext = self._extra[
-                r[..., None, :], torch.arange(self.n_extra, device=dev)[:, None], idx_in[..., None, :]
-            ]
-            # ext: [..., C, L]; each channel gets its own level/scale, like the target.
-            e_level = ext[..., -1]  # [..., C]
-            e_scale = ext.std(dim=-1, correction=0)  # [..., C]
-            e_scale = torch.maximum(e_scale, cfg.relative_scale_floor * e_level.abs()).clamp_min(
-                cfg.absolute_scale_floor
-            )
-            parts.append(((ext - e_level[..., None]) / e_scale[..., None]).transpose(-1, -2))  # [..., L, C]
+        n_scaled = self.n_extra - 1 if cfg.headroom and self.n_extra else self.n_extra
+        parts += self._scaled_extra(r, idx_in, n_scaled)
+        if n_scaled < self.n_extra:  # the headroom: scale-free already, its level is what counts
+            parts.append(self._extra[r, self.n_extra - 1, idx_in].unsqueeze(-1))  # [..., L, 1]
         x = torch.cat([p.to(torch.float32) for p in parts] + [self._cov[idx_in]], dim=-1)  # [..., L, F]
         # Targets exist only where the window lies inside the grid (not for the forecast origin).
         idx_out = (origins[..., None] + self._out_offsets).clamp_max(self.n_steps - 1)  # [..., H]
         inside = (origins[..., None] + self._out_offsets) < self.n_steps  # [..., H]
-        raw = self._raw[r, idx_out]  # [..., H]
+        target = self._raw[r, idx_out]  # [..., H]
         has_input = seen.any(dim=-1, keepdim=True)  # [..., 1]: no observed input, nothing to scale by
-        y_mask = torch.isfinite(raw) & inside & has_input  # [..., H]
-        y = torch.where(y_mask, (raw - level[..., None]) / scale[..., None], 0.0)  # [..., H]
+        y_mask = torch.isfinite(target) & inside & has_input  # [..., H]
+        y = torch.where(y_mask, (target - level[..., None]) / scale[..., None], 0.0)  # [..., H]
         return WindowBatch(
             x=x, y=y.to(torch.float32), y_mask=y_mask.to(torch.float32), level=level, scale=scale
         )
+
+    def _scaled_extra(self, r: torch.Tensor, idx_in: torch.Tensor, n: int) -> list[torch.Tensor]:
+        """The first ``n`` extra channels of rows ``r`` at ``idx_in``, each scaled on its own window."""
+        if n == 0:
+            return []
+        cfg = self.config
+        dev = self._filled.device
+        ext = self._extra[r[..., None, :], torch.arange(n, device=dev)[:, None], idx_in[..., None, :]]
+        # ext: [..., C, L]; each channel gets its own level/scale, like the target.
+        e_level = ext[..., -1]  # [..., C]
+        e_scale = ext.std(dim=-1, correction=0)  # [..., C]
+        e_scale = torch.maximum(e_scale, cfg.relative_scale_floor * e_level.abs()).clamp_min(
+            cfg.absolute_scale_floor
+        )
+        return [((ext - e_level[..., None]) / e_scale[..., None]).transpose(-1, -2)]  # [..., L, C]
 
 
 def _mean_abs_diff(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,7 @@ from tsf_adapter.config import decode_section
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.forecast.neural.features import FeatureConfig
+from tsf_adapter.forecast.neural.headroom import HeadroomBatch
 from tsf_adapter.forecast.neural.state import TrainConfig
 from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 from tsf_adapter.forecast.options import ModelOptions, NetKind
@@ -59,6 +60,7 @@ def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
     features = FeatureConfig(
         input_steps=options.input_steps or int(options.history_s // step) + 1,
         horizon_steps=options.horizon_steps or math.ceil(options.horizon_s / step) + 1,
+        headroom=options.headroom,
     )
     device = options.device
     config = TrainConfig(
@@ -175,12 +177,16 @@ class AutoModel:
         for i, model in enumerate(self.candidates):
             rows = np.flatnonzero(picks == i)
             if rows.size:
-                sub = GridBatch(
-                    batch.target,
-                    tuple(batch.labels[r] for r in rows),
-                    batch.values[rows],
-                    batch.start_ms,
-                    batch.step_ms,
+                sub = (
+                    batch.rows(rows)
+                    if isinstance(batch, HeadroomBatch)
+                    else GridBatch(
+                        batch.target,
+                        tuple(batch.labels[r] for r in rows),
+                        batch.values[rows],
+                        batch.start_ms,
+                        batch.step_ms,
+                    )
                 )
                 out[rows] = model.predict(sub, horizon_steps)
         return out

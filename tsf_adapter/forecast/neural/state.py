@@ -182,6 +182,15 @@ def tuples(config: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
 
 
+def saved_features(state_config: dict[str, Any]) -> FeatureConfig:
+    """The :class:`FeatureConfig` a state was trained with; fields it predates take their old values.
+
+    States saved before ``scale`` existed were trained with the std scale, before ``headroom``
+    existed without a headroom channel.
+    """
+    return FeatureConfig(**{"scale": "std", "headroom": False, **tuples(state_config["features"])})
+
+
 def category_ids(state_config: dict[str, Any], labels: Sequence[Labels]) -> torch.Tensor:
     """[series, K] vocabulary ids of the embedded labels; 0 = value not seen in training."""
     names: list[str] = state_config["embed_labels"]

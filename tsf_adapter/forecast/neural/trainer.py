@@ -41,8 +41,9 @@ import torch
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.series import Labels
 from tsf_adapter.forecast.neural.calibration import apply_scales
-from tsf_adapter.forecast.neural.features import FeatureConfig, WindowSource
+from tsf_adapter.forecast.neural.features import WindowSource
 from tsf_adapter.forecast.neural.fitting import FitInput, fit_global, fit_per_series, split_origins
+from tsf_adapter.forecast.neural.headroom import HeadroomBatch
 from tsf_adapter.forecast.neural.loop import Run
 from tsf_adapter.forecast.neural.nets import ForecastNet, NetConfig
 from tsf_adapter.forecast.neural.state import (
@@ -52,6 +53,7 @@ from tsf_adapter.forecast.neural.state import (
     TrainConfig,
     category_ids,
     n_chunks,
+    saved_features,
     select_device,
     tuples,
 )
@@ -151,8 +153,13 @@ def predict(
     labels = tuple(labels)
     vals = np.asarray(values, dtype=np.float64)
     net_cfg = NetConfig(**tuples(state.config["net"]))
-    # States saved before FeatureConfig.scale existed were trained with the std scale.
-    feat_cfg = FeatureConfig(**{"scale": "std", **tuples(state.config["features"])})
+    feat_cfg = saved_features(state.config)
+    n_extra = 0 if extra is None else int(np.shape(extra)[1])
+    if feat_cfg.n_features(n_extra) != net_cfg.n_features:
+        raise TrainingError(
+            f"the model takes {net_cfg.n_features - feat_cfg.n_features()} extra input channel(s), "
+            f"got {n_extra}"
+        )
     dev = select_device(device)
     out = np.full((len(labels), len(net_cfg.quantiles), net_cfg.horizon_steps), np.nan)
     groups: list[tuple[npt.NDArray[np.int64], torch.Tensor | None]]
@@ -210,6 +217,7 @@ class GridLike(Protocol):
 class NeuralForecaster:
     """The ``Forecaster`` contract over :func:`fit` / :func:`predict`; each ``fit`` warm-starts.
 
+    >>> from tsf_adapter.forecast.neural.features import FeatureConfig
     >>> cfg = TrainConfig(features=FeatureConfig(input_steps=24, horizon_steps=6), device="cpu")
     >>> NeuralForecaster(cfg).name, NeuralForecaster(cfg).quantiles
     ('lstm', (0.1, 0.5, 0.9))
@@ -235,6 +243,7 @@ class NeuralForecaster:
             batch.start_s,
             batch.step_s,
             self.config,
+            extra=headroom_extra(batch, self.config.features.headroom, self.name),
             previous=self.state,
             clock=self.clock,
         )
@@ -250,9 +259,23 @@ class NeuralForecaster:
             batch.values,
             batch.start_s,
             batch.step_s,
+            extra=headroom_extra(batch, saved_features(self.state.config).headroom, self.name),
             device=self.config.device,
             chunk_size=self.config.chunk_size,
         )
         n = min(horizon_steps, pred.shape[2])
         out[:, :, :n] = pred[:, :, :n]
         return out
+
+
+def headroom_extra(batch: GridLike, wanted: bool, model: str) -> npt.NDArray[np.float64] | None:
+    """The batch's headroom as the one extra channel [series, 1, steps] when ``wanted``, else None.
+
+    A model that reads headroom and gets a batch without it fails loudly: forecasting it
+    without the channel would feed the network inputs of the wrong shape or meaning.
+    """
+    if not wanted:
+        return None
+    if not isinstance(batch, HeadroomBatch):
+        raise TrainingError(f"{model}: the model reads the threshold headroom, and the batch has none")
+    return batch.headroom[:, None, :]

@@ -59,6 +59,32 @@ def join_limits(
     return out
 
 
+def limit_grid(batch: GridBatch, limits: GridBatch | None, on: Sequence[str]) -> FloatArray:
+    """Each series' limit at each step of ``batch``'s grid: [series, steps], NaN where unknown.
+
+    Series are paired with limit series as :func:`join_limits` pairs them; columns are matched
+    by timestamp (both grids have the target's step, and may start and end at different steps:
+    a limit exported rarely lags behind). No limit batch (none stored yet): all NaN.
+
+    >>> b = GridBatch("t", ((("u", "a"),), (("u", "b"),)), np.zeros((2, 3)), 60_000, 60_000)
+    >>> lim = GridBatch("t/threshold", ((("u", "a"),),), np.array([[5.0, 6.0]]), 120_000, 60_000)
+    >>> limit_grid(b, lim, ["u"]).tolist()
+    [[nan, 5.0, 6.0], [nan, nan, nan]]
+    """
+    out = np.full(batch.values.shape, np.nan)
+    if limits is None or limits.n_series == 0:
+        return out
+    if limits.step_ms != batch.step_ms:
+        raise ValueError(f"limits on a {limits.step_ms}ms grid, the target's is {batch.step_ms}ms")
+    # Join on row numbers rather than values, so every step of a limit series comes along.
+    row = join_limits(batch.labels, limits.labels, np.arange(limits.n_series, dtype=np.float64), on)
+    paired = np.flatnonzero(~np.isnan(row))
+    cols = (batch.timestamps_ms() - limits.start_ms) // limits.step_ms
+    inside = np.flatnonzero((cols >= 0) & (cols < limits.n_steps))
+    out[np.ix_(paired, inside)] = limits.values[np.ix_(row[paired].astype(np.intp), cols[inside])]
+    return out
+
+
 def _join_key(labels: Labels, on: Sequence[str]) -> tuple[str, ...]:
     values = dict(labels)
     return tuple(values.get(name, "") for name in on)
