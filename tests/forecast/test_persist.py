@@ -1,8 +1,9 @@
 """Saved models: atomic writes, round trips, and every unusable file read as "retrain" with a log line.
 
-``data/auto_v2.pt`` is a committed ``auto`` model (three tiny candidates, two series): loading it
-guards the save format. Regenerate it only when the format changes on purpose (and bump
-``FORMAT_VERSION``): ``python -m tests.forecast.test_persist``.
+``data/auto_v2.pt`` is a committed ``auto`` model in format 2 (three tiny candidates, two series):
+loading it guards that files saved by older versions keep loading. When the format changes on
+purpose, bump ``FORMAT_VERSION`` and keep the old one readable; ``python -m tests.forecast.test_persist``
+writes a checkpoint in the current format.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def _choice_without_weights(path: Path) -> None:
         (_corrupt, "unusable"),
         (_truncate, "unusable"),
         (_foreign, "not a tsf-adapter model file"),
-        (_old_format, "format 1 is not 2"),
+        (_old_format, "format 1 is not 2 or 3"),
         (_choice_without_weights, "does not hold"),
     ],
 )
@@ -174,6 +175,7 @@ def test_the_committed_checkpoint_still_loads_and_forecasts() -> None:
     loaded = load_model(CHECKPOINT, expected_hash=CHECKPOINT_HASH)
     assert loaded is not None, "the save format changed: bump FORMAT_VERSION and regenerate (module doc)"
     assert loaded.meta.kind == "auto" and loaded.meta.chosen_by == "auto"
+    assert loaded.meta.score_metric == "val_loss"  # a format 2 file: its scores were validation losses
     assert sorted(loaded.states) == ["gru", "lstm", "transformer"]
     assert [c.labels for c in loaded.choices] == list(LABELS)
     assert all(set(c.scores) == {"lstm", "gru", "transformer"} for c in loaded.choices)

@@ -397,20 +397,25 @@ async def test_auto_serves_each_series_by_its_chosen_architecture_and_saves_the_
         )
         assert count == sum(1 for m in served.values() if m == model)
 
+    from tsf_adapter.forecast.neural.model import AutoModel
     from tsf_adapter.forecast.neural.persist import load_model
     from tsf_adapter.pipeline.models import model_config_hash
 
     saved = load_model(tmp_path / "t.pt", expected_hash=model_config_hash(r.target))
     assert saved is not None
     assert saved.meta.kind == "auto" and saved.meta.chosen_by == "auto"
+    assert saved.meta.score_metric == "backtest_pinball"
     chosen = {dict(c.labels)["instance"]: c for c in saved.choices}
     assert {i: c.model for i, c in chosen.items()} == served
-    for c in chosen.values():  # the served candidate is the one with the lowest validation error
+    for c in chosen.values():  # the served candidate is the one with the lowest backtest error
         assert set(c.scores) == {"lstm", "gru", "transformer"}
         assert c.scores[c.model] == min(c.scores.values())
 
     again = runner(env, None, **AUTO)
     assert again.load() and again.fitted
+    trained, restored = r.forecaster, again.forecaster
+    assert isinstance(trained, AutoModel) and isinstance(restored, AutoModel)
+    assert restored.scores == trained.scores and restored.choice == trained.choice
     out = await again.forecast_once()
     assert out is not None and infos(out) == served
     # A single-architecture target never loads auto's file (another config hash).

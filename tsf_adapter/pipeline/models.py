@@ -18,7 +18,8 @@ and :func:`make_forecaster` hands those to the registry, which builds the model 
 
 It also moves trained models in and out of :mod:`.persist` (:func:`snapshot`, :func:`restore`)
 and says which architecture serves each series (:func:`serving_models`), which for ``auto`` is
-the candidate chosen per series by its validation loss on the newest part of the history.
+the candidate chosen per series by a backtest of recent origins in the series' own units
+(:mod:`tsf_adapter.forecast.neural.selection`); those errors are the scores it saves.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms
     """A trained forecaster as a :class:`SavedModel`, or None when there is nothing to save."""
     from tsf_adapter.forecast.neural.model import AutoModel
     from tsf_adapter.forecast.neural.persist import Choice, ModelMeta, SavedModel
+    from tsf_adapter.forecast.neural.selection import METRIC
     from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 
     choices: tuple[Choice, ...] = ()
@@ -143,11 +145,13 @@ def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms
             if names[i] in states
         )
         scores = {n: _median_finite(c.scores.get(n, math.inf) for c in choices) for n in names}
+        metric = METRIC
     elif isinstance(forecaster, NeuralForecaster) and forecaster.state is not None:
         states = {forecaster.name: forecaster.state}
         report = forecaster.last_report
         best = [] if report is None else report.val_loss.min(axis=0, initial=math.inf).tolist()
         scores = {forecaster.name: _median_finite(best)}
+        metric = "val_loss"
     else:
         return None
     if not states:
@@ -159,6 +163,7 @@ def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms
         trained_from_ms=start_ms,
         trained_to_ms=end_ms,
         scores={n: s for n, s in scores.items() if math.isfinite(s)},
+        score_metric=metric,
         chosen_by=AUTO if choices else "",
         saved_at=time.time(),
     )

@@ -17,9 +17,10 @@ identical, and a month of minute samples would otherwise make every epoch
 tens of thousands of windows long on a CPU.
 
 ``auto`` trains the three architectures on the same windows and keeps, per
-series, the one with the lowest validation loss. The validation windows are
-the newest part of the training data (see :mod:`.trainer`), so choosing uses
-nothing a forecast could not have known.
+series, the one with the lowest error on a backtest of a few recent origins in
+the held-out validation span, in the series' own units (:mod:`.selection`): each
+forecast is made from the grid up to its origin only, so choosing uses nothing a
+forecast could not have known.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.forecast.neural.features import FeatureConfig
 from tsf_adapter.forecast.neural.headroom import HeadroomBatch
+from tsf_adapter.forecast.neural.selection import backtest_errors, choose, scoring_origins
 from tsf_adapter.forecast.neural.state import TrainConfig
 from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 from tsf_adapter.forecast.options import ModelOptions, NetKind
@@ -146,24 +148,35 @@ class AutoModel:
         self.quantiles = self.candidates[0].quantiles
         # Per series label set: index into candidates.
         self.choice: dict[tuple[tuple[str, str], ...], int] = {}
-        # Per series label set: each candidate's best validation loss (inf: not trained).
+        # Per series label set: each candidate's backtest error in the series' units (mean pinball
+        # loss over recent origins, :mod:`.selection`); inf: not trained, NaN: nothing to score.
         self.scores: dict[tuple[tuple[str, str], ...], tuple[float, ...]] = {}
 
     def fit(self, batch: GridBatch) -> None:
-        losses = []
+        trained = []
         for model in self.candidates:
             model.fit(batch)
             report = model.last_report
             assert report is not None
-            # A candidate stopped before its first epoch (budget, or shutdown) has no losses: inf.
-            with np.errstate(all="ignore"):
-                scored = np.where(np.isnan(report.val_loss), np.inf, report.val_loss)
-                best = np.nanmin(scored, axis=0, initial=np.inf)
-            losses.append(np.broadcast_to(best, (batch.n_series,)))
-        stacked = np.stack(losses)  # [candidates, series]
-        winner = np.argmin(stacked, axis=0)  # [series]
+            # A candidate stopped before its first epoch (budget, or shutdown) has no losses.
+            ran = ~np.isnan(report.val_loss).all(axis=0) & (model.state is not None)  # [series] or [1]
+            trained.append(np.broadcast_to(ran, (batch.n_series,)))
+        cfg = self.candidates[0].config
+        f = cfg.features
+        origins = scoring_origins(batch.n_steps, f.input_steps, f.horizon_steps, cfg.validation_fraction)
+        ran_any = [c for c, t in enumerate(trained) if t.any()]  # the others score inf unforecast
+        errors = np.full((len(self.candidates), batch.n_series), np.inf)
+        errors[ran_any] = backtest_errors(
+            [self.candidates[c].predict for c in ran_any],
+            batch,
+            origins,
+            f.horizon_steps,
+            self.quantiles,
+            f.input_steps,
+        )
+        winner, scores = choose(errors, np.stack(trained))  # [series], [candidates, series]
         self.choice.update({lab: int(w) for lab, w in zip(batch.labels, winner, strict=True)})
-        self.scores.update({lab: tuple(stacked[:, i].tolist()) for i, lab in enumerate(batch.labels)})
+        self.scores.update({lab: tuple(scores[:, i].tolist()) for i, lab in enumerate(batch.labels)})
 
     @property
     def chosen(self) -> dict[str, int]:

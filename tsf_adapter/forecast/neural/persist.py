@@ -11,9 +11,12 @@ weights it points at, as two files written one after the other could after a cra
 - ``ModelMeta`` travels with the weights: model kind and scope, the file format version, a hash
   of the configuration that shaped the network, the trained range and backtest scores;
 - :class:`Choice` rows (``auto`` only): per series, the candidate that serves it and every
-  candidate's validation error on the newest part of its history.
+  candidate's score; ``ModelMeta.score_metric`` says what the scores are.
 
 Format 2 added the candidates and choices; a format 1 file is "incompatible": logged, retrained.
+Format 3 added ``score_metric``: ``auto`` now scores its candidates by a backtest in the series'
+units (``backtest_pinball``). A format 2 file still loads, its scores marked ``val_loss`` (what
+they were), and serves its choices until the next training re-chooses.
 
 ``load_model`` returns None (and logs why) for a missing, corrupt, foreign or stale file, and the
 caller retrains: a model file is a cache of work, not a source of truth.
@@ -39,7 +42,9 @@ from tsf_adapter.forecast.neural.state import ModelState
 
 logger = logging.getLogger("tsf_adapter.forecast.persist")
 
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
+# Older formats that load as they are; a missing field gets what that format meant by it.
+_READABLE: Final = {2: {"score_metric": "val_loss"}, 3: {}}
 _MAGIC: Final = "tsf-adapter-model"
 
 
@@ -52,9 +57,12 @@ class ModelMeta:
     config_hash: str  # of the settings that shape the network; a mismatch means retrain
     trained_from_ms: int  # the history the model saw, [from, to]
     trained_to_ms: int
-    # Median over series of each candidate's validation loss (pinball, on scaled values).
+    # Median over series of each candidate's score, of the kind ``score_metric`` names.
     scores: dict[str, float] = field(default_factory=dict)
-    chosen_by: str = ""  # "auto" when selected per series by validation, else ""
+    # "val_loss": best validation loss (pinball on per-window scaled values; single architectures);
+    # "backtest_pinball": mean pinball loss over recent origins in the series' units (``auto``).
+    score_metric: str = "val_loss"
+    chosen_by: str = ""  # "auto" when selected per series by its backtest, else ""
     saved_at: float = 0.0
     version: str = __version__
 
@@ -69,7 +77,8 @@ def config_hash(config: dict[str, Any]) -> str:
 class Choice:
     """One series of an ``auto`` model: the candidate serving it and every candidate's error.
 
-    ``scores`` is each candidate's best validation loss for this series (``inf``: not trained).
+    ``scores`` is each candidate's score for this series, of the kind ``ModelMeta.score_metric``
+    names (``inf``: not trained; NaN: nothing to score against).
     """
 
     labels: Labels
@@ -122,9 +131,10 @@ def load_model(path: Path, *, expected_hash: str | None = None) -> SavedModel | 
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("magic") != _MAGIC:
             raise ValueError("not a tsf-adapter model file")
-        if payload.get("format") != FORMAT_VERSION:
-            raise ValueError(f"format {payload.get('format')} is not {FORMAT_VERSION}")
-        meta = ModelMeta(**payload["meta"])
+        fmt = payload.get("format")
+        if fmt not in _READABLE:
+            raise ValueError(f"format {fmt} is not {' or '.join(map(str, _READABLE))}")
+        meta = ModelMeta(**{**_READABLE[fmt], **payload["meta"]})
         states = {str(name): _state(part) for name, part in payload["states"].items()}
         choices = tuple(
             Choice(_labels(lab), str(model), {str(k): float(v) for k, v in scores.items()})
