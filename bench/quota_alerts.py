@@ -2,7 +2,9 @@
 
 A forecast model alerts at an origin when its highest quantile (p90 for quantile
 models, the point forecast otherwise: ``predict_linear(used[12h], t) >= quota``
-for predict_linear) reaches the quota anywhere in the horizon. The
+for predict_linear) reaches the quota anywhere in the horizon; a quantile model is
+also scored on its median (p50) as a second signal, listed after the first (the
+floors read a model's first row). The
 "sustained climb" rule (:mod:`tsf_adapter.tools.climb_rule`) is evaluated on the
 same origins from the usage itself. Every signal is scored the same way
 (:mod:`tsf_adapter.tools.alert_events`): origin-based precision / recall / F1 and,
@@ -28,36 +30,39 @@ AlertRow = tuple[str, str, AlertScores]  # model, signal, scores
 
 def forecast_alerts(
     forecasts: list[ForecastRows], sim: Simulation
-) -> tuple[npt.NDArray[np.int64], dict[str, BoolArray], dict[str, str]]:
-    """Every origin of the run, and per model ``alert[series, origin]`` and its signal's name."""
+) -> tuple[npt.NDArray[np.int64], dict[tuple[str, str], BoolArray]]:
+    """Every origin of the run, and per (model, signal) ``alert[series, origin]``."""
     index = {sim.name(i): i for i in range(sim.n_series)}
     origins = np.unique(np.concatenate([f.origins_ms for f in forecasts]))
-    alerts: dict[str, BoolArray] = {}
-    signals: dict[str, str] = {}
+    alerts: dict[tuple[str, str], BoolArray] = {}
     for f in forecasts:
-        top = f.values[:, -1]  # highest quantile column
-        signals[f.model] = f"p{round(100 * f.quantiles[-1])}" if len(f.quantiles) > 1 else "point"
-        # Max of the top quantile per origin: any row reaching the quota raises the alert.
+        columns = [
+            (len(f.quantiles) - 1, f"p{round(100 * f.quantiles[-1])}" if len(f.quantiles) > 1 else "point")
+        ]
+        if len(f.quantiles) > 1 and 0.5 in f.quantiles:
+            columns.append((f.quantiles.index(0.5), "p50"))
         pos = np.searchsorted(origins, f.origins_ms)
-        peak = np.full(len(origins), -np.inf)
-        np.maximum.at(peak, pos, np.where(np.isnan(top), -np.inf, top))
         i = index[f.series]
-        alert = alerts.setdefault(f.model, np.zeros((sim.n_series, len(origins)), dtype=bool))
-        alert[i] = peak >= sim.quota[i, 0]
-    return origins, alerts, signals
+        for col, signal in columns:
+            values = f.values[:, col]
+            # Max of the quantile per origin: any row reaching the quota raises the alert.
+            peak = np.full(len(origins), -np.inf)
+            np.maximum.at(peak, pos, np.where(np.isnan(values), -np.inf, values))
+            alert = alerts.setdefault((f.model, signal), np.zeros((sim.n_series, len(origins)), dtype=bool))
+            alert[i] = peak >= sim.quota[i, 0]
+    return origins, alerts
 
 
 def quota_alerts(forecasts: list[ForecastRows], sim: Simulation, horizon_ms: int) -> list[AlertRow]:
     """``(model, signal, scores)`` per forecast model, then the climb rule, on the same origins."""
-    origins, alerts, signals = forecast_alerts(forecasts, sim)
+    origins, alerts = forecast_alerts(forecasts, sim)
     rule = ClimbRule(horizon_s=horizon_ms / 1000)
-    alerts[CLIMB_RULE] = climb_alerts(sim.timestamps_ms, sim.used, sim.quota, origins, rule)
-    signals[CLIMB_RULE] = "PromQL"
+    alerts[CLIMB_RULE, "PromQL"] = climb_alerts(sim.timestamps_ms, sim.used, sim.quota, origins, rule)
     ahead, full_now = sim.crossings(origins, horizon_ms)
     fills = sim.fills()
     return [
-        (m, signals[m], score_alerts(origins, a, ~full_now, ahead, fills, horizon_ms=horizon_ms))
-        for m, a in alerts.items()
+        (m, signal, score_alerts(origins, a, ~full_now, ahead, fills, horizon_ms=horizon_ms))
+        for (m, signal), a in alerts.items()
     ]
 
 
@@ -93,7 +98,9 @@ def alerts_table(rows: list[AlertRow], title: str) -> str:
 
 def floors(default: str, rows: list[AlertRow]) -> list[str]:
     """The issue's floors for the default model's alert, each with its figure."""
-    by = {m: s for m, _, s in rows}
+    by: dict[str, AlertScores] = {}
+    for m, _, scores in rows:
+        by.setdefault(m, scores)  # a model's first signal
     if default not in by:
         return []
     s = by[default]
