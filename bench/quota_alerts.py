@@ -3,8 +3,10 @@
 A forecast model alerts at an origin when its highest quantile (p90 for quantile
 models, the point forecast otherwise: ``predict_linear(used[12h], t) >= quota``
 for predict_linear) reaches the quota anywhere in the horizon; a quantile model is
-also scored on its median (p50) as a second signal, listed after the first (the
-floors read a model's first row). The
+also scored on its median (p50), and on the crossing probability the daemon
+publishes (``m:forecast_threshold_probability``, from the quantiles' peaks within the
+horizon) at a few levels, listed after the first signal (the floors read a model's
+first row). The
 "sustained climb" rule (:mod:`tsf_adapter.tools.climb_rule`) is evaluated on the
 same origins from the usage itself. Every signal is scored the same way
 (:mod:`tsf_adapter.tools.alert_events`): origin-based precision / recall / F1 and,
@@ -18,6 +20,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from tsf_adapter.pipeline.output.thresholds import threshold_probability
 from tsf_adapter.tools.alert_events import AlertScores, score_alerts
 from tsf_adapter.tools.climb_rule import ClimbRule, climb_alerts
 from tsf_adapter.tools.csvio import ForecastRows
@@ -25,6 +28,8 @@ from tsf_adapter.tools.simulate import Simulation
 
 BoolArray = npt.NDArray[np.bool_]
 CLIMB_RULE = "sustained_climb"
+# Levels of m:forecast_threshold_probability{within="6h"} scored as alerts, after the quantile signals.
+PROBABILITY_LEVELS = (0.2, 0.3, 0.5)
 AlertRow = tuple[str, str, AlertScores]  # model, signal, scores
 
 
@@ -43,13 +48,25 @@ def forecast_alerts(
             columns.append((f.quantiles.index(0.5), "p50"))
         pos = np.searchsorted(origins, f.origins_ms)
         i = index[f.series]
+        # Peak of every quantile per origin [quantile, origin]: any row reaching the quota counts.
+        peaks = np.full((len(f.quantiles), len(origins)), -np.inf)
+        for q in range(len(f.quantiles)):
+            np.maximum.at(peaks[q], pos, np.where(np.isnan(f.values[:, q]), -np.inf, f.values[:, q]))
         for col, signal in columns:
-            values = f.values[:, col]
-            # Max of the quantile per origin: any row reaching the quota raises the alert.
-            peak = np.full(len(origins), -np.inf)
-            np.maximum.at(peak, pos, np.where(np.isnan(values), -np.inf, values))
             alert = alerts.setdefault((f.model, signal), np.zeros((sim.n_series, len(origins)), dtype=bool))
-            alert[i] = peak >= sim.quota[i, 0]
+            alert[i] = peaks[col] >= sim.quota[i, 0]
+        if len(f.quantiles) > 1:
+            # The published crossing probability, from the same peaks (one step per origin's window).
+            seen = np.isfinite(peaks).all(axis=0)
+            paths = np.where(seen, peaks, np.nan).T[:, :, None]  # [origin, quantile, 1]
+            prob = threshold_probability(
+                np.full(len(origins), np.nan), paths, np.full(len(origins), sim.quota[i, 0]), f.quantiles, [1]
+            )[:, 0]
+            for level in PROBABILITY_LEVELS:
+                alert = alerts.setdefault(
+                    (f.model, f"P≥{level:g}"), np.zeros((sim.n_series, len(origins)), dtype=bool)
+                )
+                alert[i] = np.nan_to_num(prob, nan=0.0) >= level
     return origins, alerts
 
 
