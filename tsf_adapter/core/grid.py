@@ -107,3 +107,18 @@ class GridBatch:
     def horizon_timestamps_ms(self, horizon_steps: int) -> npt.NDArray[np.int64]:
         """Timestamps of the ``horizon_steps`` steps a forecast covers."""
         return self.end_ms + self.step_ms * np.arange(1, horizon_steps + 1, dtype=np.int64)
+
+    def rows(self, rows: npt.ArrayLike) -> GridBatch:
+        """The batch of the series at ``rows`` (a subclass keeps its own per-series columns with them)."""
+        idx = np.asarray(rows, dtype=np.intp)
+        labels = tuple(self.labels[i] for i in idx.tolist())
+        return GridBatch(self.target, labels, self.values[idx], self.start_ms, self.step_ms)
+
+    def head(self, steps: int) -> GridBatch:
+        """The first ``steps`` columns: the grid as it stood before column ``steps`` (no later value).
+
+        >>> b = GridBatch("d", ((("i", "a"),),), np.array([[1.0, 2.0, 3.0]]), 60_000, 60_000)
+        >>> b.head(2).values.tolist(), b.rows([0]).labels
+        ([[1.0, 2.0]], ((('i', 'a'),),))
+        """
+        return GridBatch(self.target, self.labels, self.values[:, :steps], self.start_ms, self.step_ms)

@@ -121,3 +121,7 @@ class HeadroomBatch(GridBatch):
         return HeadroomBatch(
             self.target, labels, self.values[idx], self.start_ms, self.step_ms, self.headroom[idx]
         )
+
+    def head(self, steps: int) -> HeadroomBatch:
+        """The first ``steps`` columns, the headroom cut with them."""
+        return HeadroomBatch.of(GridBatch.head(self, steps), self.headroom[:, :steps])

@@ -37,7 +37,6 @@ from tsf_adapter.config import decode_section
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.forecast.neural.features import FeatureConfig
-from tsf_adapter.forecast.neural.headroom import HeadroomBatch
 from tsf_adapter.forecast.neural.selection import backtest_errors, choose, scoring_origins
 from tsf_adapter.forecast.neural.state import TrainConfig
 from tsf_adapter.forecast.neural.trainer import NeuralForecaster
@@ -190,16 +189,5 @@ class AutoModel:
         for i, model in enumerate(self.candidates):
             rows = np.flatnonzero(picks == i)
             if rows.size:
-                sub = (
-                    batch.rows(rows)
-                    if isinstance(batch, HeadroomBatch)
-                    else GridBatch(
-                        batch.target,
-                        tuple(batch.labels[r] for r in rows),
-                        batch.values[rows],
-                        batch.start_ms,
-                        batch.step_ms,
-                    )
-                )
-                out[rows] = model.predict(sub, horizon_steps)
+                out[rows] = model.predict(batch.rows(rows), horizon_steps)
         return out

@@ -40,7 +40,6 @@ import numpy.typing as npt
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.windows import validation_steps
 from tsf_adapter.forecast.metrics import pinball_loss
-from tsf_adapter.forecast.neural.headroom import HeadroomBatch
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -98,7 +97,7 @@ def backtest_errors(
     counted = np.zeros(n_series)
     failed = np.zeros((n_cand, n_series), dtype=bool)
     for origin in (int(o) for o in origins):
-        past = _before(batch, origin)
+        past = batch.head(origin)
         actual = batch.values[:, origin : origin + horizon_steps]  # [S, H]
         window = past.values[:, max(0, origin - input_steps) :]  # [S, L]
         scored = ~np.isnan(actual).all(axis=1) & ~np.isnan(window).all(axis=1)  # [S]
@@ -135,11 +134,3 @@ def choose(errors: FloatArray, trained: BoolArray) -> tuple[IntArray, FloatArray
     rank = np.where(np.isnan(scores), np.finfo(np.float64).max, scores)
     winner: IntArray = np.argmin(rank, axis=0).astype(np.int64)
     return winner, scores
-
-
-def _before(batch: GridBatch, origin: int) -> GridBatch:
-    """``batch`` cut just before grid column ``origin``, its headroom channel (if any) with it."""
-    past = GridBatch(batch.target, batch.labels, batch.values[:, :origin], batch.start_ms, batch.step_ms)
-    if isinstance(batch, HeadroomBatch):
-        return HeadroomBatch.of(past, batch.headroom[:, :origin])
-    return past
