@@ -17,13 +17,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import get_args
 
+from tsf_adapter.config.target import TrainedKind
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.baselines import HoltWinters, LastValue, PredictLinear, SeasonalNaive
-from tsf_adapter.forecast.options import ModelOptions, NetKind
+from tsf_adapter.forecast.options import ModelOptions
 
 AUTO = "auto"
-NEURAL_MODELS: tuple[str, ...] = (*get_args(NetKind), AUTO)
+# The config's list of kinds that train: one list, so check-config and the registry agree.
+NEURAL_MODELS: tuple[str, ...] = get_args(TrainedKind)
 SEASON_S = 86_400.0
 
 
