@@ -285,7 +285,9 @@ def run_backtest(
         runner = _GroupRun(group, group_labels, spec, _step_ms(group[0], spec), writer)
         counts = [len(all_origins[s.name]) for s in group]
         name = group[0].name if len(group) == 1 else f"{group[0].name} and {len(group) - 1} more"
-        for i, origin in enumerate(all_origins[group[max(range(len(group)), key=counts.__getitem__)].name]):
+        # The group shares its first origin and spacing: the longest series' origins hold every other's.
+        longest = max(group, key=lambda s: len(all_origins[s.name]))
+        for i, origin in enumerate(all_origins[longest.name]):
             active = [j for j, c in enumerate(counts) if c > i]
             runner.forecast(i, int(origin), active)
             meter.advance(len(spec.models) * len(active), f"group {n} ({name}) origin {i + 1}/{max(counts)}")
