@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tsf_adapter.forecast.baselines import predict_linear
-from tsf_adapter.tools.climb_rule import ClimbRule, climb_alerts, deriv
+from tsf_adapter.tools.climb_rule import ClimbGuard, ClimbRule, climb_alerts, climb_guard, deriv
 
 STEP_MS = 300_000
 HOUR_MS = 3_600_000
@@ -66,3 +66,33 @@ def test_promql_text_matches_the_durations() -> None:
     rule = ClimbRule(trend_s=3600, horizon_s=3 * 3600, slope_s=900, sustain_s=5400, step_s=60)
     expected = "u + deriv(u[1h]) * 10800 >= q and min_over_time(deriv(u[15m])[90m:1m]) > 0"
     assert rule.promql("u", "q") == expected
+
+
+def test_guard_passes_a_sustained_climb_and_not_a_burst_or_the_day() -> None:
+    quota = 1000.0
+    climb = 900.0 + 20.0 * T / HOUR_MS  # 2% of the quota per hour, all along
+    burst = 900.0 + 40.0 * np.clip((T - 3 * HOUR_MS) / 900_000, 0.0, 1.0)  # +4% in 15 minutes, then flat
+    day = 900.0 + 15.0 * np.sin(2 * np.pi * T / (24 * HOUR_MS))  # at most 0.39%/h: under the floor
+    used = np.stack([climb, burst, day])
+    origins = np.arange(1, 12, dtype=np.int64) * HOUR_MS
+    ok = climb_guard(T, used, np.full_like(used, quota), origins)
+    assert ok[0].all()
+    # The burst's 30-minute slope is above the floor for under 30 minutes: never 30 minutes long.
+    assert not ok[1].any()
+    assert not ok[2].any()
+    # Without a rate floor the day's rising half passes ("> 0" alone).
+    assert climb_guard(T, used, np.full_like(used, quota), origins, ClimbGuard(min_rate_per_h=0))[2].any()
+
+
+def test_guard_needs_the_quota_for_its_floor() -> None:
+    used = (900.0 + 20.0 * T / HOUR_MS)[None, :]
+    origin = np.array([6 * HOUR_MS])
+    assert not climb_guard(T, used, np.full_like(used, np.nan), origin).any()
+    assert climb_guard(T, used, np.full_like(used, np.nan), origin, ClimbGuard(min_rate_per_h=0)).all()
+
+
+def test_guard_promql_text() -> None:
+    guard = ClimbGuard(sustain_s=2700, slope_s=1800, step_s=300, min_rate_per_h=0.01)
+    assert guard.promql("u", "q", ("user", "cluster")) == (
+        "min_over_time(deriv(u[30m])[45m:5m]) > on(user, cluster) group_left 0.01 / 3600 * q"
+    )
