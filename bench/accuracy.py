@@ -190,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="neural models: a network per series, or one for each group of series trained together",
     )
     parser.add_argument(
+        "--quantiles",
+        type=lambda text: tuple(float(q) for q in text.split(",")),
+        default=None,
+        help="comma-separated quantiles the models forecast (default: the backtest's 0.1,0.5,0.9)",
+    )
+    parser.add_argument(
         "--headroom",
         action="store_true",
         help="simulator: neural models also read usage / quota (the daemon's model.headroom)",
@@ -220,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     budget = args.train_budget or None
+    quantiles = {} if args.quantiles is None else {"quantiles": args.quantiles}
     for base in ("predict_linear", "last_value"):
         if base not in models:
             models.append(base)
@@ -256,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     train_budget_s=budget,
                     train_settings=settings,
                     scope=args.scope,
+                    **quantiles,
                 )
                 tag = "long" if group is long else "short"
                 forecasts, by_name = run_set(group, spec, out_dir / f"real_{tag}.csv")
@@ -283,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 train_budget_s=budget,
                 train_settings=settings,
                 scope=args.scope,
+                **quantiles,
                 limits=limits,
             )
             forecasts, by_name = run_set([read_series_csv(p) for p in paths], spec, out_dir / "sim.csv")

@@ -17,6 +17,7 @@ from tsf_adapter.forecast.neural.features import (
     N_COVARIATES,
     FeatureConfig,
     WindowSource,
+    climb_run,
     forward_fill,
     time_covariates,
     window_origins,
@@ -189,3 +190,24 @@ def test_min_scale_keeps_the_std_of_noise_and_of_a_random_walk() -> None:
     assert (ratio_noise == 1).all()
     ratio_walk = _source(walk, cfg["min"]).grid(at).scale / _source(walk, cfg["std"]).grid(at).scale
     assert 0.5 < float(ratio_walk.median()) <= 1.0
+
+
+def test_climb_channel_counts_how_long_the_series_has_risen() -> None:
+    step_s = 300.0
+    flat = np.full(60, 100.0)
+    climb = np.concatenate([np.full(20, 100.0), 100.0 + np.arange(40.0)])  # rises from step 20 on
+    values = np.stack([flat, climb])
+    run = climb_run(values, step_s)
+    assert (run[0] == 0).all()
+    # Rising once the 30-minute change (6 steps) is positive, then by one step per step, to the cap.
+    assert run[1, 20] == 0 and run[1, 21] == pytest.approx(step_s / (6 * 3600))
+    assert run[1, -1] == pytest.approx(39 * step_s / (6 * 3600))
+    assert climb_run(np.linspace(0.0, 1.0, 200)[None], step_s)[0, -1] == 1.0  # capped at 6 hours
+
+    cfg = FeatureConfig(input_steps=12, horizon_steps=4, climb=True)
+    assert cfg.n_features() == FeatureConfig(input_steps=12, horizon_steps=4).n_features() + 1
+    batch = WindowSource(values, 0.0, step_s, cfg).grid(torch.tensor([50]))
+    assert batch.x.shape[-1] == cfg.n_features()
+    # The channel sits just before the calendar covariates, unscaled.
+    got = batch.x[:, 0, :, -N_COVARIATES - 1].double().numpy()
+    np.testing.assert_allclose(got, run[:, 38:50], rtol=1e-6)

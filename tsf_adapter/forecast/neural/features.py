@@ -80,10 +80,13 @@ class FeatureConfig:
     # repr, which the daemon's model config hash reads, so models without it keep their hash; the
     # hash names it when it is on (pipeline.models.model_config_hash).
     headroom: bool = field(default=False, repr=False)
+    # One more channel: how long the series has been climbing (:func:`climb_run`), the duration a
+    # runaway has and a write burst or the day's rhythm lacks. Left out of repr like the headroom.
+    climb: bool = field(default=False, repr=False)
 
     def n_features(self, n_extra: int = 0) -> int:
-        """Channels per input step: value, mask, extras, covariates."""
-        return 2 + n_extra + N_COVARIATES
+        """Channels per input step: value, mask, extras, the climb channel when on, covariates."""
+        return 2 + n_extra + int(self.climb) + N_COVARIATES
 
 
 def forward_fill(values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
@@ -107,6 +110,32 @@ def forward_fill(values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float6
     idx = np.where(last < 0, first[..., None], last)
     filled = np.take_along_axis(np.where(observed, arr, 0.0), idx, axis=-1)
     return filled, observed
+
+
+CLIMB_SLOPE_S: Final = 1800.0
+CLIMB_CAP_S: Final = 6 * 3600.0
+
+
+def climb_run(
+    filled: npt.NDArray[np.float64], step_s: float, slope_s: float = CLIMB_SLOPE_S, cap_s: float = CLIMB_CAP_S
+) -> npt.NDArray[np.float64]:
+    """For every step, how long the series has risen without a break, as a fraction of ``cap_s``.
+
+    "Rising" at a step: the value is above the one ``slope_s`` earlier. A write burst rises for
+    minutes and a flat series under noise for a step or two at a time; a runaway job climbs for
+    hours. The run is capped at ``cap_s`` (1.0), so the channel is scale-free like the covariates.
+
+    >>> climb_run(np.array([[5.0, 4.0, 5.0, 6.0, 7.0, 7.0, 8.0]]), 60.0, slope_s=60.0, cap_s=240.0).tolist()
+    [[0.0, 0.0, 0.25, 0.5, 0.75, 0.0, 0.25]]
+    """
+    lag = max(1, round(slope_s / step_s))
+    rising = np.zeros(filled.shape, dtype=bool)
+    rising[..., lag:] = filled[..., lag:] > filled[..., :-lag]
+    idx = np.arange(filled.shape[-1])
+    last_break = np.maximum.accumulate(np.where(rising, -1, idx), axis=-1)
+    run_s = ((idx - last_break) * step_s).astype(np.float64)
+    out: npt.NDArray[np.float64] = np.minimum(run_s / cap_s, 1.0)
+    return out
 
 
 def time_covariates(timestamps_s: npt.NDArray[np.float64], config: FeatureConfig) -> npt.NDArray[np.float32]:
@@ -214,6 +243,7 @@ class WindowSource:
         self._raw = torch.from_numpy(np.where(observed, vals, np.nan)).to(dev)  # [S, T]
         self._extra = torch.from_numpy(ext_filled).to(dev)  # [S, C, T]
         self._cov = torch.from_numpy(time_covariates(stamps, config)).to(dev)  # [T, 5]
+        self._climb = torch.from_numpy(climb_run(filled, step_s)).to(dev) if config.climb else None  # [S, T]
         self._in_offsets = torch.arange(-config.input_steps, 0, device=dev)  # [L]
         self._out_offsets = torch.arange(config.horizon_steps, device=dev)  # [H]
 
@@ -247,6 +277,8 @@ class WindowSource:
         parts += self._scaled_extra(r, idx_in, n_scaled)
         if n_scaled < self.n_extra:  # the headroom: scale-free already, its level is what counts
             parts.append(self._extra[r, self.n_extra - 1, idx_in].unsqueeze(-1))  # [..., L, 1]
+        if self._climb is not None:
+            parts.append(self._climb[r, idx_in].unsqueeze(-1))  # [..., L, 1]
         x = torch.cat([p.to(torch.float32) for p in parts] + [self._cov[idx_in]], dim=-1)  # [..., L, F]
         # Targets exist only where the window lies inside the grid (not for the forecast origin).
         idx_out = (origins[..., None] + self._out_offsets).clamp_max(self.n_steps - 1)  # [..., H]
