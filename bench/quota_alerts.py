@@ -5,10 +5,12 @@ models, the point forecast otherwise: ``predict_linear(used[12h], t) >= quota``
 for predict_linear) reaches the quota anywhere in the horizon; a quantile model is
 also scored on its median (p50), and on the crossing probability the daemon
 publishes (``m:forecast_threshold_probability``, from the quantiles' peaks within the
-horizon) at a few levels, listed after the first signal (the floors read a model's
-first row). The
-"sustained climb" rule (:mod:`tsf_adapter.tools.climb_rule`) is evaluated on the
-same origins from the usage itself. Every signal is scored the same way
+horizon) at a few levels. Every model's first row is its main signal behind the
+climb guard (:class:`~tsf_adapter.tools.climb_rule.ClimbGuard`: the usage has climbed
+at least 0.5% of its quota per hour, its 15-minute slope, for the last 20 minutes), the form of the shipped
+``StorageQuotaForecastFull`` rule; the floors read that row. Peers from the usage itself,
+on the same origins: the guard alone, and the "sustained climb" rule
+(:mod:`tsf_adapter.tools.climb_rule`). Every signal is scored the same way
 (:mod:`tsf_adapter.tools.alert_events`): origin-based precision / recall / F1 and,
 per quota fill, the lead time of the alert that stayed on until it.
 """
@@ -22,12 +24,16 @@ import numpy.typing as npt
 
 from tsf_adapter.pipeline.output.thresholds import threshold_probability
 from tsf_adapter.tools.alert_events import AlertScores, score_alerts
-from tsf_adapter.tools.climb_rule import ClimbRule, climb_alerts
+from tsf_adapter.tools.climb_rule import ClimbGuard, ClimbRule, climb_alerts, climb_guard
 from tsf_adapter.tools.csvio import ForecastRows
 from tsf_adapter.tools.simulate import Simulation
 
 BoolArray = npt.NDArray[np.bool_]
 CLIMB_RULE = "sustained_climb"
+GUARD_ONLY = "climb_guard"
+GUARDED = " & climbing"
+# The guard of the shipped rule (deploy/rules/tsf-adapter.rules.yml): its defaults.
+GUARD = ClimbGuard()
 # Levels of m:forecast_threshold_probability{within="6h"} scored as alerts, after the quantile signals.
 PROBABILITY_LEVELS = (0.2, 0.3, 0.5)
 AlertRow = tuple[str, str, AlertScores]  # model, signal, scores
@@ -72,8 +78,15 @@ def forecast_alerts(
 
 def quota_alerts(forecasts: list[ForecastRows], sim: Simulation, horizon_ms: int) -> list[AlertRow]:
     """``(model, signal, scores)`` per forecast model, then the climb rule, on the same origins."""
-    origins, alerts = forecast_alerts(forecasts, sim)
+    origins, plain = forecast_alerts(forecasts, sim)
+    climbing = climb_guard(sim.timestamps_ms, sim.used, sim.quota, origins, GUARD)
+    alerts: dict[tuple[str, str], BoolArray] = {}
+    for (model, signal), alert in plain.items():
+        if (model, signal) == next(k for k in plain if k[0] == model):  # the model's main signal
+            alerts[model, signal + GUARDED] = alert & climbing
+        alerts[model, signal] = alert
     rule = ClimbRule(horizon_s=horizon_ms / 1000)
+    alerts[GUARD_ONLY, "PromQL"] = climbing
     alerts[CLIMB_RULE, "PromQL"] = climb_alerts(sim.timestamps_ms, sim.used, sim.quota, origins, rule)
     ahead, full_now = sim.crossings(origins, horizon_ms)
     fills = sim.fills()
@@ -114,7 +127,7 @@ def alerts_table(rows: list[AlertRow], title: str) -> str:
 
 
 def floors(default: str, rows: list[AlertRow]) -> list[str]:
-    """The issue's floors for the default model's alert, each with its figure."""
+    """The alert floors for the default model's recommended alert (its guarded main signal), with figures."""
     by: dict[str, AlertScores] = {}
     for m, _, scores in rows:
         by.setdefault(m, scores)  # a model's first signal
@@ -129,8 +142,9 @@ def floors(default: str, rows: list[AlertRow]) -> list[str]:
         f"- median lead of warned fills ≥ 2h: {_f(s.median_lead_h, 2)}h {_ok(s.median_lead_h >= 2)}",
         f"- ≥2h runaways warned ≥1h ahead ≥ 70%: {_f(share, 2)} {_ok(share >= 0.7)}",
     ]
-    if "holt_winters" in by:
-        mine, hw = s.false_per_100_series_days, by["holt_winters"].false_per_100_series_days
+    plain_hw = [scores for m, signal, scores in rows if m == "holt_winters" and not signal.endswith(GUARDED)]
+    if plain_hw:
+        mine, hw = s.false_per_100_series_days, plain_hw[0].false_per_100_series_days
         out.append(
             f"- false episodes / 100 series-days < holt_winters' ({_f(hw, 1)}): "
             f"{_f(mine, 1)} {_ok(mine < hw)}"
