@@ -32,7 +32,7 @@ from tsf_adapter.core.selector import parse_selector
 from tsf_adapter.pipeline.output import ForecastOutputBuilder, render_exposition
 from tsf_adapter.remote.read_client import RemoteReadClient
 from tsf_adapter.tools.demo import DemoOptions, demo_config
-from tsf_adapter.tools.demo_feed import SimClock, episodes, make_cluster, make_history_app
+from tsf_adapter.tools.demo_feed import SimClock, make_cluster, make_history_app
 from tsf_adapter.tools.demo_status import (
     SeriesView,
     WarningTracker,
@@ -145,13 +145,13 @@ def test_demo_runs_for_its_duration_serves_forecasts_and_exits_0(
     samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
     forecasts = [s for s in samples if s.name == "storage_used_bytes:forecast"]
     # 1 cluster x 1 group x 2 users x 3 storage types, 2 horizons x 3 quantiles each.
-    assert len(forecasts) == 6 * 2 * 3
+    assert len(forecasts) == 6 * 2 * 4
     assert {s.labels["horizon"] for s in forecasts} == {"1h", "6h"}
-    assert {s.labels["quantile"] for s in forecasts} == {"0.1", "0.5", "0.9"}
+    assert {s.labels["quantile"] for s in forecasts} == {"0.1", "0.5", "0.9", "0.98"}
     assert all(set(s.labels) == ID_LABELS | {"horizon", "quantile"} for s in forecasts)
     assert {s.labels["user"] for s in forecasts} == {"user-1-1", "user-1-2"}
     threshold = [s for s in samples if s.name == "storage_used_bytes:forecast_threshold_seconds"]
-    assert len(threshold) == 6 * 3
+    assert len(threshold) == 6 * 4
     assert all(s.value >= 0 for s in threshold)
     info = [s for s in samples if s.name == "storage_used_bytes:forecast_model_info"]
     assert len(info) == 6 and {s.labels["model"] for s in info} <= {"lstm", "predict_linear"}
@@ -162,6 +162,12 @@ def test_demo_runs_for_its_duration_serves_forecasts_and_exits_0(
     assert out.startswith("tsf-adapter demo:")
     assert "first forecasts served at /forecasts" in out
     assert re.search(r"demo stopped after [\d.]+s", out)
+    summary = (
+        r"recommended alert over the run \((\d+) series-origins, every 10 simulated minutes\): "
+        r"precision [-\d.]+, recall [-\d.]+; quotas filled \d+, warned \d+"
+    )
+    scored = re.search(summary, out)
+    assert scored is not None and int(scored.group(1)) > 0, out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -172,7 +178,8 @@ def test_demo_stops_cleanly_on_a_signal(demo_process: list[DemoProcess], sig: si
     _poll_forecasts(url, proc)
     proc.proc.send_signal(sig)
     assert proc.wait() == 0, proc.stderr()
-    assert proc.lines[-1].startswith("demo stopped after")
+    assert proc.lines[-2].startswith("demo stopped after")
+    assert proc.lines[-1].startswith("recommended alert over the run")
     assert proc.stderr().strip() == "stderr:"  # nothing logged at warning level or above
 
 
@@ -218,13 +225,10 @@ def _sim_with_full(full_rows: list[list[bool]], step_ms: int = 60_000) -> Simula
     )
 
 
-def test_episodes_ignore_a_quota_flickering_around_full() -> None:
-    row = [False, True, True, False, True, False, False, False, False, True]
-    sim = _sim_with_full([row])
-    assert sim.hits() == [(0, 60_000), (0, 240_000), (0, 540_000)]
-    # With a 3-minute gap, the re-fill 2 minutes after the last full step is the same episode.
-    assert episodes(sim, gap_s=180.0) == [(0, 60_000), (0, 540_000)]
-    assert episodes(sim, gap_s=60.0) == sim.hits()
+def test_cluster_hits_are_the_simulators_fills() -> None:
+    cluster = make_cluster(now_s=1_800_000_000.0, lag_s=6 * 3600.0, seed=0, clusters=1, groups=1, users=2)
+    fills = cluster.sim.fills()
+    assert fills and sorted(cluster.hits) == sorted((f.series, f.at_ms) for f in fills)
 
 
 def test_make_cluster_has_a_quota_hit_after_t0_and_names_its_metrics() -> None:
@@ -271,6 +275,7 @@ def test_status_reads_back_what_the_daemon_serves() -> None:
             "selector": "storage_used_bytes",
             "step": "10m",
             "horizons": ["1h"],
+            "quantiles": [0.1, 0.5, 0.9, 0.98],
             "threshold": {"value": 100.0},
         },
     )
@@ -278,12 +283,12 @@ def test_status_reads_back_what_the_daemon_serves() -> None:
         (("__name__", "storage_used_bytes"), ("storage_type", "ssd"), ("user", u)) for u in ("a", "b", "c")
     )
     batch = GridBatch("s", labels, np.array([[90.0], [99.0], [100.0]]), 0, 600_000)
-    # [series, quantiles 0.1/0.5/0.9, 6 steps]: a crosses nothing, b crosses at p90 only, c is full.
+    # [series, quantiles 0.1/0.5/0.9/0.98, 6 steps]: a crosses nothing, b crosses at p98 only, c is full.
     prediction = np.stack(
         [
-            np.full((3, 6), 90.0),
-            np.stack([np.full(6, 99.5), np.full(6, 99.5), np.linspace(100.5, 110, 6)]),
-            np.full((3, 6), 100.0),
+            np.full((4, 6), 90.0),
+            np.stack([np.full(6, 99.5), np.full(6, 99.5), np.full(6, 99.6), np.linspace(100.5, 110, 6)]),
+            np.full((4, 6), 100.0),
         ]
     )
     out = ForecastOutputBuilder(target).build(batch, prediction, now_ms=0, models=("lstm", "per_series"))
@@ -296,23 +301,27 @@ def test_status_reads_back_what_the_daemon_serves() -> None:
     assert at_threshold(views.values()) == [c]
 
 
-def test_warning_tracker_scores_the_warning_in_force_at_the_hit() -> None:
-    key = (("user", "a"),)
+def test_warning_tracker_scores_the_recommended_alert_in_force_at_the_hit() -> None:
+    key: tuple[tuple[str, str], ...] = (("user", "a"),)
 
     def view(seconds: float) -> dict[tuple[tuple[str, str], ...], SeriesView]:
         return {key: SeriesView(key, seconds, math.inf, "lstm")}
 
+    up: dict[tuple[tuple[str, str], ...], bool] = {key: True}
+    flat: dict[tuple[tuple[str, str], ...], bool] = {key: False}
     tracker = WarningTracker()
-    tracker.observe(view(math.inf), now_ms=0)
+    tracker.observe(view(math.inf), now_ms=0, climbing=up)
     assert tracker.lead_s(key, hit_ms=10_000) is None
-    tracker.observe(view(7200.0), now_ms=1_000)
-    tracker.observe(view(math.nan), now_ms=2_000)  # no threshold known: no opinion
-    tracker.observe(view(3600.0), now_ms=3_000)
+    tracker.observe(view(7200.0), now_ms=500, climbing=flat)  # forecast close, usage not climbing
+    assert not tracker.on(key)
+    tracker.observe(view(7200.0), now_ms=1_000, climbing=up)
+    tracker.observe(view(math.nan), now_ms=2_000, climbing=flat)  # no threshold known: no opinion
+    tracker.observe(view(3600.0), now_ms=3_000, climbing=up)
     assert tracker.lead_s(key, hit_ms=3_601_000) == 3600.0
-    tracker.observe(view(math.inf), now_ms=4_000)  # changed its mind: that warning is over
-    tracker.observe(view(60.0), now_ms=5_000)
+    tracker.observe(view(3600.0), now_ms=4_000, climbing=flat)  # the climb stopped: that alert is over
+    tracker.observe(view(60.0), now_ms=5_000, climbing=up)
     assert tracker.lead_s(key, hit_ms=65_000) == 60.0
-    assert tracker.lead_s(key, hit_ms=4_000) is None  # a warning that began after the hit
+    assert tracker.lead_s(key, hit_ms=4_000) is None  # an alert that began after the hit
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,16 @@ What runs, all in this process and over real HTTP:
 3. the feed (:mod:`tsf_adapter.tools.demo_feed`): the past served by a small remote-read endpoint that
    the daemon's backfill reads, then live samples sent to the daemon's receiver by remote-write;
 4. the terminal: a banner with the URLs, then a status line every ``status_every`` seconds, read
-   back from ``/forecasts`` and ``/metrics`` (:mod:`tsf_adapter.tools.demo_status`), and a line for
-   every quota the simulation fills, saying whether the forecasts warned and how far ahead.
+   back from ``/forecasts`` and ``/metrics`` (:mod:`tsf_adapter.tools.demo_status`), a line for
+   every quota the simulation fills, saying whether the recommended alert warned and how far
+   ahead, and at the end that alert's precision and recall over the run.
+
+The recommended alert is the shipped ``StorageQuotaForecastFull``: the forecast's 0.98 quantile
+reaches the quota within 6h while the usage climbs. The demo has no Prometheus to evaluate it, so
+it evaluates the rule's climb guard itself on the samples sent so far
+(:func:`~tsf_adapter.tools.climb_rule.climb_guard`, checked against promtool in the tests) and reads
+the forecast part from ``/forecasts``; the target is configured as ``deploy/tsf-adapter.yml``'s
+(one network for all users, the 0.98 quantile).
 
 Simulated time runs ``speed`` times faster than the wall clock for ``catch_up`` seconds (it starts
 that much behind), then at the wall clock's pace; see :class:`~tsf_adapter.tools.demo_feed.SimClock`.
@@ -38,14 +46,18 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 import aiohttp
+import numpy as np
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from tsf_adapter.config import Config, config_from_dict
 from tsf_adapter.core.address import split_host_port
 from tsf_adapter.server.daemon import Daemon
+from tsf_adapter.tools.alert_events import AlertScores, score_alerts
+from tsf_adapter.tools.climb_rule import climb_guard
 from tsf_adapter.tools.demo_feed import DemoCluster, LiveFeed, SimClock, make_cluster, make_history_app
 from tsf_adapter.tools.demo_status import (
+    WARN_QUANTILE,
     WarningTracker,
     at_threshold,
     format_eta,
@@ -63,6 +75,8 @@ TARGET: Final = "storage-used"
 STEP_S: Final = 600.0
 # How often the status loop reads /forecasts; milestones and warnings are timed to this.
 POLL_S: Final = 1.0
+# The recommended alert's horizon: the forecast must reach the quota within it.
+ALERT_HORIZON_S: Final = 6 * 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +112,10 @@ def demo_config(options: DemoOptions, *, read_url: str) -> Config:
                 "step": STEP_S,
                 "history": "2d",
                 "horizons": ["1h", "6h"],
-                "model": {"kind": options.model},
+                # As deploy/tsf-adapter.yml: the recommended alert reads the 0.98 quantile of one
+                # network trained on every user.
+                "quantiles": [0.1, 0.5, 0.9, float(WARN_QUANTILE)],
+                "model": {"kind": options.model, "scope": "global"},
                 "forecast_every": STEP_S,
                 "retrain_every": retrain_every,
                 "threshold": {
@@ -145,6 +162,10 @@ class DemoRun:
         self.started = time.monotonic()
         self.tracker = WarningTracker()
         self.reported_hits: set[tuple[int, int]] = set()
+        # The alert on a grid of simulated origins (one per STEP_S), for the summary's scores.
+        self.origins_ms: list[int] = []
+        self.alert_rows: list[np.ndarray[Any, np.dtype[np.bool_]]] = []
+        self.cluster: DemoCluster | None = None
         self.first_forecast_s: float | None = None
         self.first_model_s: float | None = None
         self.base_url = ""
@@ -171,6 +192,7 @@ class DemoRun:
         )
         if self._stopping.is_set():
             return 0
+        self.cluster = cluster
         clock = SimClock(start_s=cluster.t0_ms / 1000.0, speed=opts.speed)
         async with AsyncExitStack() as stack:
             read_runner = web.AppRunner(make_history_app(cluster), access_log=None)
@@ -246,13 +268,29 @@ class DemoRun:
                 continue
             now_ms = int(clock.time() * 1000)
             views = read_forecasts(text, USED_METRIC)
-            self.tracker.observe(views, now_ms)
+            sim = cluster.sim
+            climbing_now = climb_guard(sim.timestamps_ms, sim.used, sim.quota, np.array([now_ms]))[:, 0]
+            climbing = {sim.labels[i]: bool(c) for i, c in enumerate(climbing_now)}
+            self.tracker.observe(views, now_ms, climbing)
+            self._record(cluster, now_ms)
             self._milestones(views)
             self._hits(cluster, now_ms)
             if self.elapsed() - last_print >= self.options.status_every and views:
                 last_print = self.elapsed()
                 metrics = await _get(session, f"{self.base_url}/metrics")
-                self._status_line(views, daemon, clock, metrics or "")
+                self._status_line(views, daemon, clock, metrics or "", climbing)
+
+    def _record(self, cluster: DemoCluster, now_ms: int) -> None:
+        """The alert at every grid origin the simulated clock has passed since the last poll."""
+        step_ms = round(STEP_S * 1000)
+        origin = now_ms // step_ms * step_ms
+        if self.origins_ms and origin <= self.origins_ms[-1]:
+            return
+        row = np.array([self.tracker.on(key) for key in cluster.sim.labels])
+        first = origin if not self.origins_ms else self.origins_ms[-1] + step_ms
+        for at in range(first, origin + 1, step_ms):  # a slow poll holds its state over the steps missed
+            self.origins_ms.append(at)
+            self.alert_rows.append(row)
 
     def _milestones(self, views: dict[Any, Any]) -> None:
         counts = model_counts(views.values())
@@ -269,7 +307,9 @@ class DemoRun:
                 f" ({_counts_text(counts)})"
             )
 
-    def _status_line(self, views: dict[Any, Any], daemon: Daemon, clock: SimClock, metrics: str) -> None:
+    def _status_line(
+        self, views: dict[Any, Any], daemon: Daemon, clock: SimClock, metrics: str, climbing: dict[Any, bool]
+    ) -> None:
         counts = model_counts(views.values())
         trainings = _metric_value(metrics, "tsf_adapter_train_duration_seconds_count", TARGET)
         runner = daemon.scheduler.runners.get(TARGET) if daemon.scheduler is not None else None
@@ -286,11 +326,12 @@ class DemoRun:
             self.term.line(f"         at quota now: {names}")
         top = soonest(views.values())
         if not top:
-            self.term.line("         no other user's p90 forecast reaches the quota within 6h")
+            self.term.line("         no other user's p98 forecast reaches the quota within 6h")
         for i, view in enumerate(top, 1):
+            alert = "ALERT (climbing)" if climbing.get(view.key, False) else "no alert (not climbing)"
             self.term.line(
-                f"         {i}. {series_name(view.key)}: p90 reaches the quota {_when(view.seconds)}"
-                f" (median: {_when(view.median_seconds)})"
+                f"         {i}. {series_name(view.key)}: p98 reaches the quota {_when(view.seconds)}"
+                f" (median: {_when(view.median_seconds)}); {alert}"
             )
 
     def _hits(self, cluster: DemoCluster, now_ms: int) -> None:
@@ -300,7 +341,11 @@ class DemoRun:
             self.reported_hits.add((series, hit_ms))
             key = cluster.sim.labels[series]
             lead = self.tracker.lead_s(key, hit_ms)
-            verdict = "NOT warned" if lead is None else f"warned {format_eta(lead)} ahead (p90 forecast)"
+            verdict = (
+                "NOT warned by the recommended alert"
+                if lead is None
+                else f"warned {format_eta(lead)} ahead by the recommended alert (p98 forecast & climbing)"
+            )
             self.term.line(
                 f"[{self.elapsed():5.1f}s] QUOTA FULL at sim {_clock_text(hit_ms / 1000)} UTC:"
                 f" {series_name(key)}; {verdict}"
@@ -313,6 +358,38 @@ class DemoRun:
             f"demo stopped after {self.elapsed():.1f}s: first forecasts at {first},"
             f" first {self.options.model} forecasts at {model}, {len(self.reported_hits)} quota hits seen"
         )
+        scores = self.scores()
+        if scores is None:
+            self.term.line("recommended alert over the run: not scored (no forecasts were served)")
+            return
+        leads = [lead / 3_600_000 for lead in scores.leads_ms if lead > 0]
+        self.term.line(
+            f"recommended alert over the run ({scores.scored} series-origins, every 10 simulated minutes):"
+            f" precision {_ratio(scores.precision)}, recall {_ratio(scores.recall)};"
+            f" quotas filled {len(scores.fills)}, warned {scores.warned}"
+            + (
+                f" (median {np.median(leads):.1f}h ahead, {sum(x >= 1 for x in leads)} at least 1h)"
+                if leads
+                else ""
+            )
+            + f"; false alert episodes {scores.false_episodes}"
+        )
+
+    def scores(self) -> AlertScores | None:
+        """The recommended alert scored against the simulator's truth over the origins seen."""
+        if self.cluster is None or not self.origins_ms:
+            return None
+        sim = self.cluster.sim
+        origins = np.array(self.origins_ms, dtype=np.int64)
+        alert = np.stack(self.alert_rows, axis=1)
+        horizon_ms = round(ALERT_HORIZON_S * 1000)
+        ahead, full_now = sim.crossings(origins, horizon_ms)
+        fills = [f for f in sim.fills() if origins[0] < f.at_ms <= origins[-1]]
+        return score_alerts(origins, alert, ~full_now, ahead, fills, horizon_ms=horizon_ms)
+
+
+def _ratio(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.2f}"
 
 
 def _when(seconds: float) -> str:

@@ -54,8 +54,6 @@ HISTORY_S: Final = 7 * DAY_S
 TAIL_S: Final = DAY_S
 # A quota hit must come at least this long after t0, so the daemon has forecast before it.
 MIN_LEAD_S: Final = 3600.0
-# A quota filled again within this long of its last time full is the same episode, not news.
-EPISODE_GAP_S: Final = 6 * 3600.0
 # Seeds tried (from the requested one on) to find a cluster with a quota hit while the demo runs.
 SEED_TRIES: Final = 200
 
@@ -114,31 +112,11 @@ class DemoCluster:
     seed: int
     used_labels: tuple[Labels, ...]
     quota_labels: tuple[Labels, ...]
-    hits: tuple[tuple[int, int], ...]  # (series, timestamp_ms) of every new quota-full episode
+    hits: tuple[tuple[int, int], ...]  # (series, timestamp_ms) of every quota fill (Simulation.fills)
 
     def live_hits(self, end_ms: int) -> list[tuple[int, int]]:
         """``(series, timestamp_ms)`` of every quota-full episode starting after ``t0``, up to ``end_ms``."""
         return [(s, t) for s, t in self.hits if self.t0_ms < t <= end_ms]
-
-
-def episodes(sim: Simulation, gap_s: float = EPISODE_GAP_S) -> list[tuple[int, int]]:
-    """The hits of ``sim`` that start an episode: the series was not full in the ``gap_s`` before.
-
-    Usage held at the quota flickers across it with noise; each flicker is a hit, none is news.
-    """
-    out: list[tuple[int, int]] = []
-    last_full: dict[int, int] = {}
-    ts = sim.timestamps_ms
-    for series, hit_ms in sorted(sim.hits(), key=lambda h: (h[0], h[1])):
-        prev = last_full.get(series)
-        if prev is None or hit_ms - prev > gap_s * 1000:
-            out.append((series, hit_ms))
-        # The last full step of this stretch: where the next hit's gap is measured from.
-        col = int(np.searchsorted(ts, hit_ms))
-        row = sim.full[series, col:]
-        length = int(np.argmin(row)) if not row.all() else row.size
-        last_full[series] = int(ts[col + max(length, 1) - 1])
-    return sorted(out, key=lambda h: h[1])
 
 
 def _named(name: str, labels: Labels) -> Labels:
@@ -177,7 +155,7 @@ def make_cluster(
             step_s=step_s,
         )
         sim = simulate(cfg)
-        hits = episodes(sim)
+        hits = sorted(((f.series, f.at_ms) for f in sim.fills()), key=lambda h: h[1])
         lo, hi = (t0_s + MIN_LEAD_S) * 1000, (t0_s + live_s) * 1000
         if any(lo <= t <= hi for _, t in hits):
             seed = candidate

@@ -4,7 +4,7 @@ Pure and synchronous: text in, small records out. Reading the served text rather
 scheduler's objects means the demo shows exactly what a Prometheus scraping ``/forecasts``
 would get, and the simulator's ground truth is used only to say when a quota was really hit.
 
->>> text = '''storage_used_bytes:forecast_threshold_seconds{quantile="0.9",user="u1"} 1800.0
+>>> text = '''storage_used_bytes:forecast_threshold_seconds{quantile="0.98",user="u1"} 1800.0
 ... storage_used_bytes:forecast_threshold_seconds{quantile="0.5",user="u1"} +Inf
 ... storage_used_bytes:forecast_model_info{model="lstm",scope="per_series",user="u1"} 1.0
 ... '''
@@ -32,19 +32,20 @@ from tsf_adapter.pipeline.output import (
     THRESHOLD_SUFFIX,
 )
 
-WARN_QUANTILE = "0.9"
+# The quantile the recommended alert reads (deploy/rules/tsf-adapter.rules.yml).
+WARN_QUANTILE = "0.98"
 MEDIAN_QUANTILE = "0.5"
 
 
 @dataclass(frozen=True, slots=True)
 class SeriesView:
-    """One input series as ``/forecasts`` shows it: time to its threshold (p90 and median), model.
+    """One input series as ``/forecasts`` shows it: time to its threshold (p98 and median), model.
 
     ``key`` is the series' labels without ``__name__`` and the output's own labels.
     """
 
     key: Labels
-    seconds: float  # p90 reaches the threshold in this many seconds; +Inf: not within the horizon
+    seconds: float  # p98 reaches the threshold in this many seconds; +Inf: not within the horizon
     median_seconds: float
     model: str
 
@@ -81,14 +82,14 @@ def _key(labels: Mapping[str, str]) -> Labels:
 
 
 def soonest(views: Iterable[SeriesView], limit: int = 3) -> list[SeriesView]:
-    """The series whose p90 reaches the threshold soonest, soonest first; those already there
+    """The series whose p98 reaches the threshold soonest, soonest first; those already there
     (0 seconds: full now) are left out, as there is nothing left to warn about."""
     ahead = [v for v in views if math.isfinite(v.seconds) and v.seconds > 0]
     return sorted(ahead, key=lambda v: (v.seconds, v.key))[:limit]
 
 
 def at_threshold(views: Iterable[SeriesView]) -> list[SeriesView]:
-    """The series whose p90 is at the threshold now (0 seconds)."""
+    """The series whose p98 is at the threshold now (0 seconds)."""
     return [v for v in views if v.seconds == 0]
 
 
@@ -115,26 +116,40 @@ def format_eta(seconds: float) -> str:
 
 
 class WarningTracker:
-    """When each series' current p90 warning began, so a quota hit can be scored: warned, how early.
+    """When each series' recommended alert began, so a quota hit can be scored: warned, how early.
 
-    A warning is a finite p90 time-to-threshold; it begins at the first observation that has one
-    and ends at the first that does not (a forecast that changed its mind).
+    The alert is the shipped ``StorageQuotaForecastFull``: the p98 time to the threshold is finite
+    (within the horizon) while the usage climbs (``climbing``, the rule's guard, evaluated by the
+    caller on the samples so far). It begins at the first observation where both hold and ends at
+    the first where one does not.
 
     >>> t = WarningTracker()
-    >>> t.observe({(("u", "a"),): SeriesView((("u", "a"),), 600.0, math.inf, "lstm")}, now_ms=1_000)
-    >>> t.lead_s((("u", "a"),), hit_ms=3_601_000)
+    >>> key = (("u", "a"),)
+    >>> t.observe({key: SeriesView(key, 600.0, math.inf, "lstm")}, now_ms=1_000, climbing={key: False})
+    >>> t.lead_s(key, hit_ms=3_601_000) is None
+    True
+    >>> t.observe({key: SeriesView(key, 600.0, math.inf, "lstm")}, now_ms=1_000, climbing={key: True})
+    >>> t.lead_s(key, hit_ms=3_601_000)
     3600.0
     """
 
     def __init__(self) -> None:
         self._since: dict[Labels, int] = {}
 
-    def observe(self, views: Mapping[Labels, SeriesView], now_ms: int) -> None:
+    def observe(
+        self, views: Mapping[Labels, SeriesView], now_ms: int, climbing: Mapping[Labels, bool]
+    ) -> None:
         for key, view in views.items():
-            if math.isfinite(view.seconds):
+            if math.isnan(view.seconds):  # no threshold known: no opinion either way
+                continue
+            if alerting(view, climbing.get(key, False)):
                 self._since.setdefault(key, now_ms)
-            elif not math.isnan(view.seconds):  # NaN: no threshold known, no opinion either way
+            else:
                 self._since.pop(key, None)
+
+    def on(self, key: Labels) -> bool:
+        """Whether the alert is on for ``key`` as of the last observation."""
+        return key in self._since
 
     def lead_s(self, key: Labels, hit_ms: int) -> float | None:
         """Seconds between the start of the warning in force and the hit; None: not warned."""
@@ -142,3 +157,8 @@ class WarningTracker:
         if since is None or since > hit_ms:
             return None
         return (hit_ms - since) / 1000.0
+
+
+def alerting(view: SeriesView, climbing: bool) -> bool:
+    """The recommended alert's condition for one series: p98 within the horizon, and climbing."""
+    return math.isfinite(view.seconds) and climbing
