@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 
 from bench.quota_alerts import AlertRow, alerts_table, floors, quota_alerts
+from bench.statsforecast_peer import PEERS
+from bench.statsforecast_peer import register as register_peers
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.forecast.metrics import geometric_mean
 from tsf_adapter.forecast.options import ModelOptions
@@ -220,7 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             parser.error(str(exc))
 
-    models = available_models() if args.models == "available" else check_models(args.models.split(","))
+    names = args.models.split(",")
+    if any(name in PEERS for name in names):  # benchmark-only peers: pip install -e '.[bench]'
+        register_peers()
+    models = available_models() if args.models == "available" else check_models(names)
     if set(models) & set(NEURAL_MODELS):
         import torch
 

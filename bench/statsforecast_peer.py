@@ -1,0 +1,99 @@
+"""statsforecast's AutoETS and AutoTheta as benchmark peers: the models a user would pick instead.
+
+Benchmark-only (``pip install -e '.[bench]'``): the daemon never imports statsforecast. Each
+peer is refitted at every origin on the last 3 days before it (``window_s``), as a user would
+run it, and reports the run's quantiles from its prediction intervals: the mean for 0.5, the
+lower and upper bounds of the ``|2q - 1|`` interval for the others (p10 and p90 are the 80%
+interval's bounds).
+
+Seasonality is a day when the window holds two of them. AutoETS gets it only up to 24 steps a
+day: ETS state-space models with longer seasons are slow (about 5 s per fit of a 5-minute
+series with a 288-step season here, against 0.04 s without) and are not what its authors
+recommend for such data; AutoTheta deseasonalises classically and takes any season.
+
+:func:`register` adds ``auto_ets`` and ``auto_theta`` to the model registry, for
+``bench.accuracy --models ...``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tsf_adapter.core.grid import FloatArray, GridBatch
+from tsf_adapter.forecast.options import ModelOptions
+from tsf_adapter.forecast.registry import ModelSpec, register_model
+
+WINDOW_S = 3 * 86_400.0
+ETS_MAX_SEASON = 24
+PEERS = ("auto_ets", "auto_theta")
+
+
+def _ets(season: int) -> Any:
+    from statsforecast.models import AutoETS
+
+    return AutoETS(season_length=season if season <= ETS_MAX_SEASON else 1)
+
+
+def _theta(season: int) -> Any:
+    from statsforecast.models import AutoTheta
+
+    return AutoTheta(season_length=season)
+
+
+class StatsforecastPeer:
+    """One statsforecast model behind the :class:`~tsf_adapter.forecast.base.Forecaster` contract."""
+
+    NEEDS_FIT: ClassVar[bool] = False
+    QUANTILES: ClassVar[bool] = True
+
+    def __init__(self, name: str, make: Callable[[int], Any], options: ModelOptions) -> None:
+        self.name = name
+        self.quantiles = options.quantiles
+        self._make = make
+
+    def fit(self, batch: GridBatch) -> None:
+        """Nothing to learn ahead: every forecast fits on its own window."""
+
+    def predict(self, batch: GridBatch, horizon_steps: int) -> FloatArray:
+        out = np.full((batch.n_series, len(self.quantiles), horizon_steps), np.nan)
+        levels = sorted({round(abs(2 * q - 1) * 100) for q in self.quantiles if q != 0.5})
+        day = max(1, round(86_400.0 / batch.step_s))
+        for i, row in enumerate(batch.values):
+            seen = np.flatnonzero(np.isfinite(row))
+            if seen.size < 10:
+                continue
+            y = row[seen[0] :].copy()
+            gaps = ~np.isfinite(y)
+            if gaps.any():  # forward fill: statsforecast takes no gaps
+                idx = np.where(gaps, 0, np.arange(y.size))
+                y = y[np.maximum.accumulate(idx)]
+            season = day if y.size >= 2 * day else 1
+            try:
+                f = self._make(season).forecast(y=y, h=horizon_steps, level=levels or None)
+            except Exception:  # a peer that cannot fit a window scores as missing there
+                continue
+            for k, q in enumerate(self.quantiles):
+                if math.isclose(q, 0.5):
+                    out[i, k] = f["mean"]
+                else:
+                    side = "lo" if q < 0.5 else "hi"
+                    out[i, k] = f[f"{side}-{round(abs(2 * q - 1) * 100)}"]
+        return out
+
+
+def register() -> None:
+    """Add the peers to the registry (statsforecast is imported at the first forecast)."""
+    makers: dict[str, Callable[[int], Any]] = {"auto_ets": _ets, "auto_theta": _theta}
+    for name, make in makers.items():
+        register_model(name, ModelSpec(_builder(name, make), window_s=lambda o: WINDOW_S))
+
+
+def _builder(name: str, make: Callable[[int], Any]) -> Callable[[ModelOptions], StatsforecastPeer]:
+    def build(options: ModelOptions) -> StatsforecastPeer:
+        return StatsforecastPeer(name, make, options)
+
+    return build
