@@ -15,7 +15,7 @@ The script of the world (:class:`StorageWorld`), served as a scrape target on a 
   create-blocks-from openmetrics`` before Prometheus starts, so the daemon backfills them by
   remote-read and trains its LSTM on them (a few seconds on this CPU);
 * once the trained model's forecasts are in Prometheus, alice's usage runs away: an accelerating
-  fill on top of her cycle (``RUNAWAY_GIB_PER_STEP2`` x steps², about 8 simulated hours to full).
+  fill on top of her cycle (``RUNAWAY_GIB_PER_STEP2`` x steps², about 10 simulated hours to full).
 
 What is asserted: the deployed forecast alert fires for alice before her usage reaches the
 quota, never for bob, and the daemon then stops cleanly with every sample delivered. Whether it
@@ -62,7 +62,7 @@ DAY_S = 86_400.0 / SCALE  # a simulated day: 240 real seconds
 HISTORY_DAYS = 3
 GIB = float(1 << 30)
 QUOTA = 1000 * GIB
-RUNAWAY_GIB_PER_STEP2 = 0.6
+RUNAWAY_GIB_PER_STEP2 = 0.4
 USERS = {"alice": 850.0, "bob": 650.0}  # GiB around which each user's day swings
 QUANTILES = ("0.1", "0.5", "0.9", "0.98")
 LABELS = {"group": "research", "storage_type": "ssd", "cluster": "c1"}
