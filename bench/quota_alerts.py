@@ -82,7 +82,7 @@ def quota_alerts(forecasts: list[ForecastRows], sim: Simulation, horizon_ms: int
     climbing = climb_guard(sim.timestamps_ms, sim.used, sim.quota, origins, GUARD)
     alerts: dict[tuple[str, str], BoolArray] = {}
     for (model, signal), alert in plain.items():
-        if (model, signal) == next(k for k in plain if k[0] == model):  # the model's main signal
+        if not any(m == model for m, _ in alerts):  # a model's first signal is its main one
             alerts[model, signal + GUARDED] = alert & climbing
         alerts[model, signal] = alert
     rule = ClimbRule(horizon_s=horizon_ms / 1000)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tsf_adapter.core.grid import FloatArray, GridBatch
+from tsf_adapter.forecast.neural.features import forward_fill
 from tsf_adapter.forecast.options import ModelOptions
 from tsf_adapter.forecast.registry import ModelSpec, register_model
 
@@ -67,11 +68,7 @@ class StatsforecastPeer:
             seen = np.flatnonzero(np.isfinite(row))
             if seen.size < 10:
                 continue
-            y = row[seen[0] :].copy()
-            gaps = ~np.isfinite(y)
-            if gaps.any():  # forward fill: statsforecast takes no gaps
-                idx = np.where(gaps, 0, np.arange(y.size))
-                y = y[np.maximum.accumulate(idx)]
+            y, _ = forward_fill(row[seen[0] :])  # statsforecast takes no gaps
             season = day if y.size >= 2 * day and day <= MAX_SEASON else 1
             # Fit in units of the window's mean size: the models are linear or multiplicative in the
             # data, so the fit is the same in exact arithmetic, while on raw bytes the optimiser

@@ -123,16 +123,22 @@ def pinball(actual: FloatArray, pred: FloatArray) -> FloatArray:
     return result
 
 
-def test_auto_serves_each_series_by_the_argmin_of_its_backtest_error() -> None:
-    options = ModelOptions(
+def tiny_options(*, max_epochs: int, headroom: bool = False) -> ModelOptions:
+    """A 4-unit network on a minute grid, 8 steps in and 3 out: trains in a moment."""
+    return ModelOptions(
         history_s=3600,
         horizon_s=600,
         step_s=60,
         input_steps=8,
         horizon_steps=3,
         device="cpu",
-        train_settings=(("hidden_size", 4), ("max_epochs", 3)),
+        headroom=headroom,
+        train_settings=(("hidden_size", 4), ("max_epochs", max_epochs)),
     )
+
+
+def test_auto_serves_each_series_by_the_argmin_of_its_backtest_error() -> None:
+    options = tiny_options(max_epochs=3)
     t = np.arange(80, dtype=np.float64)
     values = np.stack([1e9 + 1e7 * np.sin(t / 4), 5.0 + (t % 7), 100 + 0.5 * t])
     batch = grid(values)
@@ -171,16 +177,7 @@ def test_scoring_cuts_the_headroom_channel_at_each_origin_too() -> None:
 
 
 def test_auto_with_headroom_trains_scores_and_forecasts() -> None:
-    options = ModelOptions(
-        history_s=3600,
-        horizon_s=600,
-        step_s=60,
-        input_steps=8,
-        horizon_steps=3,
-        device="cpu",
-        headroom=True,
-        train_settings=(("hidden_size", 4), ("max_epochs", 2)),
-    )
+    options = tiny_options(max_epochs=2, headroom=True)
     t = np.arange(80, dtype=np.float64)
     values = np.stack([50 + 0.5 * t, 10 + np.sin(t / 3)])
     batch = HeadroomBatch.of(grid(values), headroom(values, np.array([[100.0], [100.0]])))
