@@ -23,7 +23,9 @@ files a user gets), joined to the inputs by timestamp:
   point forecast otherwise) reaches the quota anywhere in the horizon, and by a
   plain PromQL "sustained climb" rule on the same origins; scored against the
   simulator's ground truth per origin (precision / recall / F1) and per quota
-  fill (lead time, false alert episodes per 100 series-days).
+  fill (lead time, false alert episodes per 100 series-days);
+* the published crossing probability on the simulator (:mod:`bench.crossing_probability`):
+  Brier score and reliability, raw and calibrated as the daemon calibrates it.
 
 Prints markdown tables for BENCHMARKS.md and checks the goals for the default model.
 """
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.crossing_probability import probability_scores, probability_table
 from bench.quota_alerts import AlertRow, alerts_table, floors, quota_alerts
 from bench.statsforecast_peer import PEERS
 from bench.statsforecast_peer import register as register_peers
@@ -186,6 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     parser.add_argument(
+        "--retrain-every",
+        type=int,
+        default=None,
+        help="refit learning models every N origins, warm, as the daemon does (default: at the first only)",
+    )
+    parser.add_argument(
         "--scope",
         default="per_series",
         choices=["per_series", "global"],
@@ -242,7 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = [f"Models: {', '.join(models)}; default {default}"]
         if settings:
             report.append(f"Training settings: {', '.join(f'{k}={v!r}' for k, v in settings)}")
-        report.append(f"Scope: {args.scope}; headroom on the simulator: {'on' if args.headroom else 'off'}")
+        report.append(
+            f"Scope: {args.scope}; headroom on the simulator: {'on' if args.headroom else 'off'}; "
+            f"retrained every {args.retrain_every or '-'} origins"
+        )
         report.append("")
         started = time.monotonic()
         real_rows: list[Accuracy] = []
@@ -268,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     train_budget_s=budget,
                     train_settings=settings,
                     scope=args.scope,
+                    retrain_every=args.retrain_every,
                     **quantiles,
                 )
                 tag = "long" if group is long else "short"
@@ -296,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 train_budget_s=budget,
                 train_settings=settings,
                 scope=args.scope,
+                retrain_every=args.retrain_every,
                 **quantiles,
                 limits=limits,
             )
@@ -310,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             alert_rows = quota_alerts(forecasts, sim, round(6 * H * 1000))
             title = f"Quota simulator (seed {args.seed}): 'crosses the quota within 6h' alerts"
             report += [alerts_table(alert_rows, title), ""]
+            title = f'Quota simulator (seed {args.seed}): m:forecast_threshold_probability{{within="6h"}}'
+            start = int(sim.timestamps_ms[0])
+            scores = probability_scores(forecasts, sim, round(6 * H * 1000))
+            report += [probability_table(scores, title, start)]
         report += goals(default, real_rows, alert_rows)
         report.append(f"\n(ran in {time.monotonic() - started:.0f}s)")
         print("\n".join(report))

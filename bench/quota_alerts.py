@@ -6,7 +6,7 @@ for predict_linear) reaches the quota anywhere in the horizon; a quantile model 
 also scored on its median (p50), and on the crossing probability the daemon
 publishes (``m:forecast_threshold_probability``, from the quantiles' peaks within the
 horizon) at a few levels. Every model's first row is its main signal behind the
-climb guard (:class:`~tsf_adapter.tools.climb_rule.ClimbGuard`: the usage has climbed
+climb guard (:class:`~tsf_adapter.pipeline.climb.ClimbGuard`: the usage has climbed
 at least 0.5% of its quota per hour, its 15-minute slope, for the last 20 minutes), the form of the shipped
 ``StorageQuotaForecastFull`` rule; the floors read that row. Peers from the usage itself,
 on the same origins: the guard alone, and the "sustained climb" rule
@@ -18,17 +18,20 @@ per quota fill, the lead time of the alert that stayed on until it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from tsf_adapter.pipeline.climb import ClimbGuard, climb_guard
 from tsf_adapter.pipeline.output.thresholds import threshold_probability
 from tsf_adapter.tools.alert_events import AlertScores, score_alerts
-from tsf_adapter.tools.climb_rule import ClimbGuard, ClimbRule, climb_alerts, climb_guard
+from tsf_adapter.tools.climb_rule import ClimbRule, climb_alerts
 from tsf_adapter.tools.csvio import ForecastRows
 from tsf_adapter.tools.simulate import Simulation
 
 BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float64]
 CLIMB_RULE = "sustained_climb"
 GUARD_ONLY = "climb_guard"
 GUARDED = " & climbing"
@@ -52,28 +55,38 @@ def forecast_alerts(
         ]
         if len(f.quantiles) > 1 and 0.5 in f.quantiles:
             columns.append((f.quantiles.index(0.5), "p50"))
-        pos = np.searchsorted(origins, f.origins_ms)
         i = index[f.series]
         # Peak of every quantile per origin [quantile, origin]: any row reaching the quota counts.
-        peaks = np.full((len(f.quantiles), len(origins)), -np.inf)
-        for q in range(len(f.quantiles)):
-            np.maximum.at(peaks[q], pos, np.where(np.isnan(f.values[:, q]), -np.inf, f.values[:, q]))
+        peaks = window_peaks(f, origins)
         for col, signal in columns:
             alert = alerts.setdefault((f.model, signal), np.zeros((sim.n_series, len(origins)), dtype=bool))
             alert[i] = peaks[col] >= sim.quota[i, 0]
         if len(f.quantiles) > 1:
-            # The published crossing probability, from the same peaks (one step per origin's window).
-            seen = np.isfinite(peaks).all(axis=0)
-            paths = np.where(seen, peaks, np.nan).T[:, :, None]  # [origin, quantile, 1]
-            prob = threshold_probability(
-                np.full(len(origins), np.nan), paths, np.full(len(origins), sim.quota[i, 0]), f.quantiles, [1]
-            )[:, 0]
+            prob = peak_probability(peaks, f.quantiles, sim.quota[i, 0])
             for level in PROBABILITY_LEVELS:
                 alert = alerts.setdefault(
                     (f.model, f"P≥{level:g}"), np.zeros((sim.n_series, len(origins)), dtype=bool)
                 )
                 alert[i] = np.nan_to_num(prob, nan=0.0) >= level
     return origins, alerts
+
+
+def window_peaks(f: ForecastRows, origins: npt.NDArray[np.int64]) -> FloatArray:
+    """Peak of every quantile of ``f`` within each origin's window: ``[quantile, origin]`` (-inf: none)."""
+    pos = np.searchsorted(origins, f.origins_ms)
+    peaks = np.full((len(f.quantiles), len(origins)), -np.inf)
+    for q in range(len(f.quantiles)):
+        np.maximum.at(peaks[q], pos, np.where(np.isnan(f.values[:, q]), -np.inf, f.values[:, q]))
+    return peaks
+
+
+def peak_probability(peaks: FloatArray, quantiles: Sequence[float], quota: float) -> FloatArray:
+    """The published crossing probability at each origin, from the window's quantile peaks (NaN: none)."""
+    n = peaks.shape[1]
+    seen = np.isfinite(peaks).all(axis=0)
+    paths = np.where(seen, peaks, np.nan).T[:, :, None]  # [origin, quantile, 1]
+    prob = threshold_probability(np.full(n, np.nan), paths, np.full(n, quota), quantiles, [1])
+    return prob[:, 0]
 
 
 def quota_alerts(forecasts: list[ForecastRows], sim: Simulation, horizon_ms: int) -> list[AlertRow]:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tsf_adapter.config import load_config
-from tsf_adapter.tools.climb_rule import ClimbGuard
+from tsf_adapter.pipeline.climb import ClimbGuard
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 YAML_FILES = sorted(DEPLOY.rglob("*.yml")) + sorted(DEPLOY.rglob("*.yaml"))

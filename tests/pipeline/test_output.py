@@ -326,6 +326,26 @@ def test_constant_threshold_rows_per_quantile() -> None:
     }
 
 
+def test_the_published_probability_goes_through_calibrate_and_the_raw_one_is_kept() -> None:
+    cfg = target(threshold={"value": 100.0})
+    batch = grid([series(instance="a"), series(instance="b")], [[0.0, 90.0], [0.0, 120.0]])
+    prediction = np.array([[[95.0, 99.0, 99.0], [110.0, 130.0, 150.0], [200.0, 300.0, 400.0]]] * 2)
+    seen = []
+
+    def calibrate(b: GridBatch, rows: np.ndarray, raw: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+        seen.append((b, rows.tolist(), raw.copy(), thresholds.tolist()))
+        return np.full_like(raw, 0.25)
+
+    out = ForecastOutputBuilder(cfg).build(batch, prediction, now_ms=batch.end_ms, calibrate=calibrate)
+    probability = [v for lab, v in rows(out).items() if dict(lab)["__name__"].endswith("_probability")]
+    assert probability == [0.25] * 4
+    assert out.crossings is not None
+    assert seen[0][0] is batch and seen[0][1] == [0, 1] and seen[0][3] == [100.0, 100.0]
+    assert out.crossings.rows.tolist() == [0, 1]
+    np.testing.assert_array_equal(out.crossings.raw, seen[0][2])
+    assert out.crossings.raw[1].tolist() == [1.0, 1.0]  # b is past its threshold already
+
+
 def test_limit_series_join_on_labels_many_to_one() -> None:
     quota = make_labels({"__name__": "quota_bytes", "user": "u1", "job": "other"})
     got = join_limits(

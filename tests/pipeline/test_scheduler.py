@@ -522,3 +522,35 @@ async def test_a_fixed_threshold_gives_every_series_the_same_limit(env: Env) -> 
     np.testing.assert_allclose(seen.headroom, [[0.25, 0.5], [1.0, 2.0]])
     # Without the switch the model gets the batch as it is.
     assert runner(env, None, **{**fixed, "model": {"kind": "lstm"}}).model_batch(batch, None) is batch
+
+
+async def test_the_crossing_probability_is_calibrated_on_windows_that_have_passed(env: Env) -> None:
+    from tsf_adapter.pipeline.crossings import WindowCalibration
+    from tsf_adapter.pipeline.output.calibration import IsotonicCalibration
+
+    # last_value forecasts flat: the raw probability is 0 below the threshold. Series "a" swings
+    # across it every other step, "b" never reaches it.
+    r = runner(env, None, model={"kind": "last_value"}, horizons=["1s"], threshold={"value": 10.0})
+    assert r.crossings is not None
+    r.crossings.calibrations = [WindowCalibration(pooled=IsotonicCalibration(min_pairs=4, min_events=2))]
+    probability = {}
+    for k in range(12):
+        env.put("a", T0 + k, 12.0 if k % 2 else 5.0)
+        env.put("b", T0 + k, 5.0)
+        env.clock.now = T0 + k
+        out = await r.forecast_once()
+        assert out is not None
+        probability[k] = {
+            dict(lab)["instance"]: v
+            for lab, v in zip(out.labels, out.values.tolist(), strict=True)
+            if dict(lab)["__name__"] == "m:forecast_threshold_probability"
+        }
+    assert probability[0] == {"a": 0.0, "b": 0.0}  # raw, nothing resolved yet
+    assert probability[11]["a"] == 1.0  # at the threshold now
+    # Calibrated at step 10 on the windows resolved by then (one step of lag): a's from origins
+    # 0, 2, .., 8 crossed, b's from origins 0..8 did not: 5 of 14 raw zeros were crossings.
+    assert probability[10]["b"] == pytest.approx(5 / 14)
+    labels = {"target": "t", "within": "1s"}
+    assert env.registry.get_sample_value("tsf_adapter_probability_calibrated", labels) == 1.0
+    pairs = env.registry.get_sample_value("tsf_adapter_probability_calibration_pairs", labels)
+    assert pairs is not None and pairs >= 4

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tsf_adapter.tools.climb_rule import ClimbGuard, ClimbRule, climb_alerts, climb_guard
+from tsf_adapter.pipeline.climb import ClimbGuard, climb_guard
+from tsf_adapter.tools.climb_rule import ClimbRule, climb_alerts
 
 STEP_MS = 300_000
 HOUR_MS = 3_600_000

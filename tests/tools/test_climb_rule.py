@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tsf_adapter.forecast.baselines import predict_linear
-from tsf_adapter.tools.climb_rule import ClimbGuard, ClimbRule, climb_alerts, climb_guard, deriv
+from tsf_adapter.pipeline.climb import ClimbGuard, climb_guard, deriv
+from tsf_adapter.tools.climb_rule import ClimbRule, climb_alerts
 
 STEP_MS = 300_000
 HOUR_MS = 3_600_000

@@ -46,6 +46,15 @@ IntArray = npt.NDArray[np.int64]
 DAY_MS = 86_400_000
 
 
+def checked_windows(horizon_steps: Sequence[int], lag_steps: int) -> tuple[int, ...]:
+    """The horizons in steps of a tracker that scores forecasts once they have matured."""
+    if not horizon_steps or min(horizon_steps) < 1:
+        raise ValueError(f"horizon_steps must be >= 1 (got {list(horizon_steps)})")
+    if lag_steps < 0:
+        raise ValueError(f"lag_steps must be >= 0 (got {lag_steps})")
+    return tuple(int(h) for h in horizon_steps)
+
+
 class ForecastErrorTracker:
     """Remembers median forecasts of one target and scores them when their step arrives.
 
@@ -65,11 +74,7 @@ class ForecastErrorTracker:
         lag_steps: int = 1,
         half_life_steps: float | None = None,
     ) -> None:
-        if not horizon_steps or min(horizon_steps) < 1:
-            raise ValueError(f"horizon_steps must be >= 1 (got {list(horizon_steps)})")
-        if lag_steps < 0:
-            raise ValueError(f"lag_steps must be >= 0 (got {lag_steps})")
-        self.horizon_steps = tuple(int(h) for h in horizon_steps)
+        self.horizon_steps = checked_windows(horizon_steps, lag_steps)
         self.step_ms = step_ms
         self.lag_steps = lag_steps
         half_life = DAY_MS / step_ms if half_life_steps is None else half_life_steps

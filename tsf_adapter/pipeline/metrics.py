@@ -135,6 +135,30 @@ class DaemonMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        # Targets with a threshold: how much evidence the crossing probability's calibration has.
+        self.calibration_pairs = Gauge(
+            "probability_calibration_pairs",
+            "Resolved crossing-probability windows the calibration of m:forecast_threshold_probability"
+            " is fitted on (newest kept), per window.",
+            [*target, "within"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.calibrated = Gauge(
+            "probability_calibrated",
+            "1 when m:forecast_threshold_probability is published calibrated on resolved windows,"
+            " 0 while it is still the raw probability read from the quantiles.",
+            [*target, "within"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self._withins: dict[str, set[str]] = {}
+
+    def set_calibration(self, name: str, within: str, pairs: int, calibrated: bool) -> None:
+        """The calibration state of one target's crossing probability for one window."""
+        self._withins.setdefault(name, set()).add(within)
+        self.calibration_pairs.labels(name, within).set(pairs)
+        self.calibrated.labels(name, within).set(int(calibrated))
 
     def add_target(self, name: str) -> None:
         """Create a target's series at zero, so a dashboard sees 0 rather than nothing."""
@@ -168,3 +192,7 @@ class DaemonMetrics:
         for model in AUTO_CANDIDATES:
             with contextlib.suppress(KeyError):
                 self.auto_series.remove(name, model)
+        for within in self._withins.pop(name, set()):
+            for gauge in (self.calibration_pairs, self.calibrated):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name, within)

@@ -78,6 +78,7 @@ from tsf_adapter.core.series import WriteItem
 from tsf_adapter.forecast.base import Forecaster
 from tsf_adapter.forecast.baselines import PredictLinear
 from tsf_adapter.forecast.neural.headroom import HeadroomBatch, headroom
+from tsf_adapter.pipeline.crossings import CrossingTracker
 from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
 from tsf_adapter.pipeline.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, SKIP_WAITING, DaemonMetrics
 from tsf_adapter.pipeline.models import (
@@ -88,7 +89,7 @@ from tsf_adapter.pipeline.models import (
     serving_models,
     snapshot,
 )
-from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo
+from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo, horizon_label
 from tsf_adapter.pipeline.output.thresholds import limit_grid
 from tsf_adapter.pipeline.targets import threshold_target
 from tsf_adapter.store.store import Store
@@ -168,6 +169,12 @@ class TargetRunner:
             target, future_timestamps=deps.future_timestamps, end_series=deps.send is not None
         )
         self.tracker = ForecastErrorTracker(target.horizon_steps, target.step_ms)
+        # With a threshold: past crossing probabilities and what happened, to calibrate the next ones.
+        self.crossings = (
+            None
+            if target.threshold is None
+            else CrossingTracker(target.horizon_steps, target.step_ms, direction=target.threshold.direction)
+        )
         self.horizon_steps = max(target.horizon_steps)
         self._horizon_cols = np.asarray(target.horizon_steps, dtype=np.intp) - 1
         self._median = target.quantiles.index(0.5)
@@ -385,6 +392,9 @@ class TargetRunner:
         metrics.forecast_samples.labels(self.name).inc(len(out) + sum(len(p) for p in out.paths))
         metrics.forecast_duration.labels(self.name).observe(elapsed)
         metrics.forecast_last_success.labels(self.name).set(now_ms / 1000.0)
+        if self.crossings is not None:
+            for h, cal in zip(self.target.horizons, self.crossings.calibrations, strict=True):
+                metrics.set_calibration(self.name, horizon_label(h), cal.pooled.n_pairs, cal.ready)
         logger.info(
             "target %s: forecast %d series (%d by %s, %d by %s), %d samples in %.3fs",
             self.name,
@@ -414,13 +424,24 @@ class TargetRunner:
     ) -> tuple[ForecastOutput, int, Counter[str]]:
         """Forecast thread: score past forecasts, predict, remember, build what is written."""
         self.tracker.observe(batch)
+        crossings = self.crossings
+        if crossings is not None:
+            crossings.observe(batch)
         prediction, models, by_model = self.predict(self.model_batch(batch, limits))
         medians = prediction[:, self._median, self._horizon_cols]  # [series, horizons]
         self.tracker.record(batch.labels, batch.end_ms, medians)
         errors = self.tracker.errors(batch.labels)
         out = self.builder.build(
-            batch, prediction, now_ms=now_ms, models=models, errors=errors, limits=limits
+            batch,
+            prediction,
+            now_ms=now_ms,
+            models=models,
+            errors=errors,
+            limits=limits,
+            calibrate=None if crossings is None else crossings.calibrate,
         )
+        if crossings is not None and out.crossings is not None:
+            crossings.record(batch, out.crossings.rows, out.crossings.raw, out.crossings.thresholds)
         return out, by_model, Counter(name for name, _ in models)
 
     def model_batch(self, batch: GridBatch, limits: GridBatch | None) -> GridBatch:

@@ -18,7 +18,7 @@ What runs, all in this process and over real HTTP:
 The recommended alert is the shipped ``StorageQuotaForecastFull``: the forecast's 0.98 quantile
 reaches the quota within 6h while the usage climbs. The demo has no Prometheus to evaluate it, so
 it evaluates the rule's climb guard itself on the samples sent so far
-(:func:`~tsf_adapter.tools.climb_rule.climb_guard`, checked against promtool in the tests) and reads
+(:func:`~tsf_adapter.pipeline.climb.climb_guard`, checked against promtool in the tests) and reads
 the forecast part from ``/forecasts``; the target is configured as ``deploy/tsf-adapter.yml``'s
 (one network for all users, the 0.98 quantile).
 
@@ -52,9 +52,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tsf_adapter.config import Config, config_from_dict
 from tsf_adapter.core.address import split_host_port
+from tsf_adapter.pipeline.climb import climb_guard
 from tsf_adapter.server.daemon import Daemon
 from tsf_adapter.tools.alert_events import AlertScores, score_alerts
-from tsf_adapter.tools.climb_rule import climb_guard
 from tsf_adapter.tools.demo_feed import DemoCluster, LiveFeed, SimClock, make_cluster, make_history_app
 from tsf_adapter.tools.demo_status import (
     WARN_QUANTILE,

@@ -7,7 +7,9 @@ For an input series ``m{labels}`` and a forecast at time ``T`` (every sample sta
   until that quantile first reaches the threshold within the longest horizon, ``+Inf`` if it does not;
 * ``m:forecast_threshold_probability{labels, within="6h"}`` (with a threshold): the probability that
   the series reaches the threshold within that horizon, read from the quantile paths' peaks
-  (``thresholds.threshold_probability``; not yet calibrated on observed crossings);
+  (``thresholds.threshold_probability``) and calibrated on the target's past windows that have
+  passed (``calibration``, fed by ``tsf_adapter.pipeline.crossings``) once enough are in
+  (``tsf_adapter_probability_calibrated{target, within}`` = 1); the raw reading until then;
 * ``m:forecast_error{labels, horizon="6h"}``: the rolling mean absolute error of this daemon's past
   median forecasts (see ``tsf_adapter.pipeline.forecast_error``), once one has matured;
 * ``m:forecast_model_info{labels, model="lstm", scope="per_series"}`` = 1;
@@ -27,6 +29,7 @@ and the result goes as it is to the remote-write queue (``ForecastOutput.writes`
 the target's latest forecast for the ``/forecasts`` exposition (``render_exposition``).
 
 Modules, by role: ``naming`` (series names and labels), ``thresholds`` (time to a threshold),
+``calibration`` (the crossing probability's map from raw to observed frequency),
 ``builder`` (the columns of one forecast), ``staleness`` (series a target stopped writing) and
 ``exposition`` (the text format).
 """

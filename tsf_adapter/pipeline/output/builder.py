@@ -52,6 +52,9 @@ from tsf_adapter.pipeline.output.thresholds import (
 )
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+# (batch, rows, raw [rows, withins], thresholds [rows]) -> the crossing probabilities to publish.
+Calibrate = Callable[[GridBatch, IntArray, FloatArray, FloatArray], FloatArray]
 
 
 class _Path(SeriesSamples):
@@ -69,6 +72,19 @@ class _Path(SeriesSamples):
         self.labels = labels
         self.timestamps = timestamps
         self.values = values
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Crossings:
+    """The crossing probabilities as read, for the series with a threshold: ``rows`` of the batch.
+
+    ``raw`` ``[series, withins]`` as read from the quantile paths, before any calibration; kept so
+    that the runner can score them once their windows have passed (``pipeline.crossings``).
+    """
+
+    rows: IntArray
+    raw: FloatArray
+    thresholds: FloatArray
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -90,6 +106,7 @@ class ForecastOutput:
     paths: list[SeriesSamples] = field(default_factory=list)
     ended: list[Labels] = field(default_factory=list)
     skipped: int = 0  # input series without a metric name, which get no output
+    crossings: Crossings | None = None  # with a threshold: the raw crossing probabilities
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -220,6 +237,7 @@ class ForecastOutputBuilder:
         models: ModelInfo | Sequence[ModelInfo] | None = None,
         errors: FloatArray | None = None,
         limits: GridBatch | None = None,
+        calibrate: Calibrate | None = None,
     ) -> ForecastOutput:
         """The rows of one forecast at ``now_ms``.
 
@@ -227,7 +245,8 @@ class ForecastOutputBuilder:
         covering the longest horizon; ``models`` the ``(model, scope)`` of every series (or one
         for all; default: the configured model); ``errors`` ``[series, horizons]`` from the
         forecast-error tracker (NaN: nothing matured yet, no row); ``limits`` the store's batch
-        of the threshold's limit series, when the threshold has a selector.
+        of the threshold's limit series, when the threshold has a selector; ``calibrate`` maps the
+        raw crossing probabilities to the published ones (default: published raw).
         """
         n_series = batch.n_series
         expected = (n_series, len(self.target.quantiles))
@@ -255,6 +274,7 @@ class ForecastOutputBuilder:
             texts.extend(e.forecast_text)
             names.extend(e.forecast_names)
 
+        crossings: Crossings | None = None
         if self.target.threshold is not None:
             thresholds = self._thresholds(batch, limits)[keep]
             anchor = batch.values[keep, -1] if batch.n_steps else np.full(len(keep), np.nan)
@@ -282,6 +302,10 @@ class ForecastOutputBuilder:
                 self.target.horizon_steps,
                 direction=self.target.threshold.direction,
             )
+            batch_rows = np.asarray(keep, dtype=np.intp)
+            crossings = Crossings(batch_rows[has], probability[has], thresholds[has])
+            if calibrate is not None:
+                probability = calibrate(batch, batch_rows, probability, thresholds)
             rows = _present_rows(probability, kept, _SeriesRows.probability_rows)
             values.append(probability[~np.isnan(probability)])
             labels.extend(rows[0])
@@ -321,6 +345,7 @@ class ForecastOutputBuilder:
             paths=paths,
             ended=[] if self.staleness is None else self.staleness.ended(labels),
             skipped=n_series - len(kept),
+            crossings=crossings,
         )
 
     def _model_infos(
