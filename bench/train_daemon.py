@@ -8,6 +8,7 @@ trend, noise, a different level each), as long as the default history.
 
     python -m bench.train_daemon                       # 1,000 series, the daemon's budget (48 min)
     python -m bench.train_daemon --series 100 --budget 60 --kind auto
+    python -m bench.train_daemon --scope global --quantiles 0.1,0.5,0.9,0.98   # one network for all
 
 It prints the wall time, why the fit stopped (``early_stopping``: every series converged;
 ``budget``: the budget ran out first, best weights kept), the epochs run and best epochs, and
@@ -66,17 +67,30 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--kind", default="lstm", choices=["lstm", "gru", "transformer", "auto"])
     parser.add_argument("--budget", type=float, default=None, help="seconds (default: the daemon's)")
-    args = parser.parse_args()
-    target = decode_section(
-        TargetConfig, {"name": "bench", "selector": "bench", "model": {"kind": args.kind}}
+    parser.add_argument("--scope", default="per_series", choices=["per_series", "global"])
+    parser.add_argument(
+        "--quantiles",
+        type=lambda text: [float(q) for q in text.split(",")],
+        default=None,
+        help="comma-separated (default: the target's 0.1,0.5,0.9)",
     )
+    args = parser.parse_args()
+    section: dict[str, object] = {
+        "name": "bench",
+        "selector": "bench",
+        "model": {"kind": args.kind, "scope": args.scope},
+    }
+    if args.quantiles is not None:
+        section["quantiles"] = args.quantiles
+    target = decode_section(TargetConfig, section)
     budget = args.budget if args.budget is not None else TRAIN_BUDGET_FRACTION * target.retrain_every
     threads = set_torch_threads()
     batch = make_batch(target, args.series)
     model = make_forecaster(target, budget_s=budget, device="cpu")
     print(
         f"{args.series} series x {batch.n_steps} steps ({target.step:g}s step), horizons "
-        f"{[int(h) for h in target.horizons]}s, input {target.input_steps} steps, kind {args.kind}, "
+        f"{[int(h) for h in target.horizons]}s, input {target.input_steps} steps, kind {args.kind} "
+        f"({args.scope}), quantiles {list(target.quantiles)}, "
         f"budget {budget:.0f}s of retrain_every {target.retrain_every:.0f}s, torch threads {threads}"
     )
     t0 = time.perf_counter()

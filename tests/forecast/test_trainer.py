@@ -230,6 +230,30 @@ def test_global_scope_shares_one_net_and_embeds_chosen_labels() -> None:
     assert report.warm_started == 4
 
 
+def test_a_bounded_epoch_takes_as_many_steps_whatever_the_number_of_series() -> None:
+    cfg = dataclasses.replace(TINY, scope="global", batch_size=16, epoch_windows=64, max_epochs=2, patience=5)
+    steps = []
+    for n in (4, 40):
+        _, report = fit(_labels(n), _daily(n, 24 * 6), 0.0, HOUR, cfg)
+        steps.append(report.steps)
+        assert np.isfinite(report.val_loss).all()
+    assert steps == [2 * 64 // 16] * 2
+    # Unbounded, the epoch covers every (series, origin) window: ten times the series, ten times the steps.
+    unbounded = dataclasses.replace(cfg, epoch_windows=0)
+    few = fit(_labels(4), _daily(4, 24 * 6), 0.0, HOUR, unbounded)[1].steps
+    many = fit(_labels(40), _daily(40, 24 * 6), 0.0, HOUR, unbounded)[1].steps
+    assert many > 5 * few
+
+
+def test_a_bound_above_the_windows_changes_nothing() -> None:
+    values = _daily(3, 24 * 6)
+    cfg = dataclasses.replace(TINY, scope="global")
+    a, _ = fit(_labels(3), values, 0.0, HOUR, cfg)
+    b, _ = fit(_labels(3), values, 0.0, HOUR, dataclasses.replace(cfg, epoch_windows=10**6))
+    for k, t in a.tensors.items():
+        assert torch.equal(t, b.tensors[k]), k
+
+
 @pytest.mark.parametrize(
     ("input_steps", "horizon_steps", "fraction", "stride"),
     [(288, 360, 0.2, 1), (24, 2, 0.2, 3), (20, 7, 0.35, 1), (12, 4, 0.0, 2)],

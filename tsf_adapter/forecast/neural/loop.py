@@ -129,15 +129,17 @@ def train(
     val_hist: list[npt.NDArray[np.float64]] = []
     stopped: StopReason = "max_epochs"
     n_items = data.n_items(train_o.shape[0])
+    per_epoch = min(n_items, cfg.epoch_windows) if cfg.epoch_windows else n_items
+    val_pick = validation_draw(data.n_items(val_o.shape[0]), cfg, dev)
     for epoch in range(cfg.max_epochs):
         cos = 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.max_epochs))
         for group in opt.param_groups:
             group["lr"] = lr * (cfg.final_lr_factor + (1.0 - cfg.final_lr_factor) * cos)
-        perm = torch.randperm(n_items, generator=gen).to(dev)
+        perm = torch.randperm(n_items, generator=gen)[:per_epoch].to(dev)
         loss_sum = torch.zeros(m, dtype=torch.float64, device=dev)
         weight_sum = torch.zeros(m, dtype=torch.float64, device=dev)
         net.train()
-        for i in range(0, n_items, cfg.batch_size):
+        for i in range(0, per_epoch, cfg.batch_size):
             pred, b = data.batch(net, train_o, perm[i : i + cfg.batch_size])
             loss = pinball_loss(pred, b.y, b.y_mask, quantiles)  # [M]
             opt.zero_grad(set_to_none=True)
@@ -155,7 +157,7 @@ def train(
             stopped = "budget"
             break
         train_loss = (loss_sum / weight_sum.clamp_min(1.0)).cpu().numpy()
-        val_loss = evaluate(net, data, val_o, quantiles, cfg.batch_size)
+        val_loss = evaluate(net, data, val_o, quantiles, cfg.batch_size, val_pick)
         val_loss = np.where(np.isnan(val_loss), train_loss, val_loss)  # no validation data: use train loss
         train_hist.append(train_loss)
         val_hist.append(val_loss)
@@ -213,23 +215,33 @@ def calibration_scales(
     )
 
 
+def validation_draw(n_items: int, cfg: TrainConfig, device: torch.device) -> torch.Tensor | None:
+    """The validation items every epoch is scored on when ``epoch_windows`` bounds them; None: all."""
+    if not cfg.epoch_windows or n_items <= cfg.epoch_windows:
+        return None
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    return torch.randperm(n_items, generator=gen)[: cfg.epoch_windows].sort().values.to(device)
+
+
 def evaluate(
     net: ForecastNet,
     data: PerSeriesBatches | GlobalBatches,
     origins: torch.Tensor,
     quantiles: torch.Tensor,
     batch_size: int,
+    pick: torch.Tensor | None = None,
 ) -> npt.NDArray[np.float64]:
-    """Mean pinball loss per model over all validation windows; NaN for a model without any."""
+    """Mean pinball loss per model over the validation windows (``pick`` of them, or all); NaN for a
+    model without any."""
     m = net.n_models
     dev = origins.device
     loss_sum = torch.zeros(m, dtype=torch.float64, device=dev)
     weight_sum = torch.zeros(m, dtype=torch.float64, device=dev)
     net.eval()
-    n_items = data.n_items(origins.shape[0])
+    items = torch.arange(data.n_items(origins.shape[0]), device=dev) if pick is None else pick
     with torch.no_grad():
-        for i in range(0, n_items, batch_size):
-            pred, b = data.batch(net, origins, torch.arange(i, min(i + batch_size, n_items), device=dev))
+        for i in range(0, items.shape[0], batch_size):
+            pred, b = data.batch(net, origins, items[i : i + batch_size])
             n_real = b.y_mask.sum(dim=(1, 2)).to(torch.float64)  # [M]
             loss_sum += pinball_loss(pred, b.y, b.y_mask, quantiles).to(torch.float64) * n_real
             weight_sum += n_real

@@ -58,6 +58,10 @@ class TrainConfig:
     window_stride: int = 1
     # Per series: windows per series per step. Global: windows per step over all series.
     batch_size: int = 32
+    # Minibatch items (global: (series, origin) windows) per epoch at most, drawn afresh each epoch,
+    # and as many validation items (one fixed draw); 0 = all. With one network for thousands of
+    # series, an epoch over every window would take hours; a bounded one costs the same at any size.
+    epoch_windows: int = 0
     max_epochs: int = 30
     # Epochs without validation improvement before a series stops.
     patience: int = 4
