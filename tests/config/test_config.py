@@ -193,6 +193,9 @@ BAD_CONFIGS = {
         "targets[0].model.kind: must be one of 'lstm', 'gru', 'transformer', 'auto', 'predict_linear', "
         "'holt_winters', 'last_value', 'seasonal_naive' (got 'prophet')"
     ),
+    "target_model_calibrate_baseline": (
+        "targets[0].model.calibrate: only applies to a model that trains (got kind predict_linear)"
+    ),
     "target_model_headroom_baseline": (
         "targets[0].model.headroom: only applies to a model that trains (got kind predict_linear)"
     ),

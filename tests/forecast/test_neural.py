@@ -85,6 +85,16 @@ def test_model_options_carry_settings_into_every_neural_model() -> None:
     assert {c.config.weight_decay for c in auto.candidates} == {0.5}
 
 
+def test_model_calibrate_reaches_the_training_settings() -> None:
+    from tsf_adapter.config import TargetConfig, decode_section
+    from tsf_adapter.pipeline.models import model_options
+
+    on = {"name": "d", "selector": "disk", "model": {"kind": "gru", "calibrate": True}}
+    assert train_config("gru", model_options(decode_section(TargetConfig, on))).calibrate
+    off = {"name": "d", "selector": "disk", "model": {"kind": "gru"}}
+    assert not train_config("gru", model_options(decode_section(TargetConfig, off))).calibrate
+
+
 def test_a_setting_can_override_the_derived_window() -> None:
     options = ModelOptions(
         history_s=3600, horizon_s=600, step_s=60, train_settings=(("features.input_steps", 7),)

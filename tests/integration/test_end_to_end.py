@@ -329,7 +329,7 @@ targets:
     history: {format_duration(HISTORY_DAYS * DAY_S)}
     horizons: [{format_duration(3 * 3600 / SCALE)}, {format_duration(6 * 3600 / SCALE)}]
     quantiles: [0.1, 0.5, 0.9, 0.98]
-    model: {{kind: lstm, scope: global}}
+    model: {{kind: lstm, scope: global, calibrate: true}}
     retrain_every: 10m
     forecast_every: {format_duration(STEP_S)}
     threshold:

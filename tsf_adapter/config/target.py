@@ -74,6 +74,10 @@ class ModelConfig:
     # default until the quota alerts measure better with it (bench/accuracy.py); models trained
     # without it keep being loaded, and turning it on retrains them.
     headroom: bool = False
+    # After each training, widen or narrow each quantile's distance from the median so that it holds
+    # on the validation windows (the newest part of the history, which no training step saw). Off by
+    # default: on the real series the bands already hold; the storage-quota target turns it on.
+    calibrate: bool = False
 
     @property
     def trains(self) -> bool:
@@ -205,6 +209,8 @@ class TargetConfig:
             yield "model.headroom", "needs a threshold to measure the headroom to (got no threshold)"
         elif self.model.headroom and not self.model.trains:
             yield "model.headroom", f"only applies to a model that trains (got kind {self.model.kind})"
+        if self.model.calibrate and not self.model.trains:
+            yield "model.calibrate", f"only applies to a model that trains (got kind {self.model.kind})"
 
     def _horizon_problems(self) -> Problems:
         if not self.horizons:

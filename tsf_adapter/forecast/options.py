@@ -65,6 +65,9 @@ class ModelOptions:
     # Neural models read the threshold headroom as an input channel (``forecast.neural.headroom``):
     # every batch they fit and forecast on must then be a ``HeadroomBatch``. Off: no such channel.
     headroom: bool = False
+    # Neural models rescale their quantiles on the validation windows after training
+    # (``forecast.neural.calibration``).
+    calibrate: bool = False
     # The clock a training reads its budget from; the daemon passes one that jumps to infinity at
     # shutdown, so a running fit ends at its next step with its best weights.
     clock: Monotonic = field(default=time.monotonic, compare=False)

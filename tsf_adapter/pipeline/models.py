@@ -73,6 +73,7 @@ def model_options(
         horizon_steps=max(target.horizon_steps),
         clock=clock,
         headroom=target.model.headroom,
+        calibrate=target.model.calibrate,
     )
 
 

@@ -43,7 +43,7 @@ from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, get_args
 
 import aiohttp
 import numpy as np
@@ -51,6 +51,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from tsf_adapter.config import Config, config_from_dict
+from tsf_adapter.config.target import TrainedKind
 from tsf_adapter.core.address import split_host_port
 from tsf_adapter.pipeline.climb import climb_guard
 from tsf_adapter.server.daemon import Daemon
@@ -113,9 +114,13 @@ def demo_config(options: DemoOptions, *, read_url: str) -> Config:
                 "history": "2d",
                 "horizons": ["1h", "6h"],
                 # As deploy/tsf-adapter.yml: the recommended alert reads the 0.98 quantile of one
-                # network trained on every user.
+                # network trained on every user, its bands calibrated after each training.
                 "quantiles": [0.1, 0.5, 0.9, float(WARN_QUANTILE)],
-                "model": {"kind": options.model, "scope": "global"},
+                "model": {
+                    "kind": options.model,
+                    "scope": "global",
+                    "calibrate": options.model in get_args(TrainedKind),
+                },
                 "forecast_every": STEP_S,
                 "retrain_every": retrain_every,
                 "threshold": {

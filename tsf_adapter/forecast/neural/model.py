@@ -77,6 +77,7 @@ def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
         device=device,
         seed=options.seed,
         budget_s=options.train_budget_s,
+        calibrate=options.calibrate,
     )
     if options.scope == "global":
         config = dataclasses.replace(config, batch_size=GLOBAL_BATCH_SIZE, epoch_windows=GLOBAL_EPOCH_WINDOWS)
