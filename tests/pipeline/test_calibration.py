@@ -216,3 +216,22 @@ def test_climbing_and_steady_series_are_calibrated_apart_once_each_has_evidence(
     # A group short of evidence falls back to the pooled calibration.
     cal.steady = IsotonicCalibration(min_pairs=100)
     assert cal(np.array([0.2, 0.2]), np.array([True, False])).tolist() == [0.75, 0.5]
+
+
+def test_publish_calibrates_and_remembers_with_the_guard_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = CrossingTracker((1,), STEP, lag_steps=0)
+    reads = []
+    real = t.climbing
+
+    def counted(*args: object) -> np.ndarray:
+        reads.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(t, "climbing", counted)
+    batch = grid({"a": [5.0], "b": [6.0]})
+    raw = np.array([[0.2], [0.4]])
+    got = t.publish(batch, np.arange(2), raw, np.array([10.0, 10.0]))
+    assert got.tolist() == raw.tolist()  # nothing resolved yet: published raw
+    assert t.n_pending == 1 and len(reads) == 1
+    t.observe(grid({"a": [5.0, 11.0], "b": [6.0, 7.0]}))
+    assert pooled(t) == (2, 1)

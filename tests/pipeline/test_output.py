@@ -326,7 +326,7 @@ def test_constant_threshold_rows_per_quantile() -> None:
     }
 
 
-def test_the_published_probability_goes_through_calibrate_and_the_raw_one_is_kept() -> None:
+def test_the_published_probability_is_what_calibrate_makes_of_the_raw_one() -> None:
     cfg = target(threshold={"value": 100.0})
     batch = grid([series(instance="a"), series(instance="b")], [[0.0, 90.0], [0.0, 120.0]])
     prediction = np.array([[[95.0, 99.0, 99.0], [110.0, 130.0, 150.0], [200.0, 300.0, 400.0]]] * 2)
@@ -339,11 +339,10 @@ def test_the_published_probability_goes_through_calibrate_and_the_raw_one_is_kep
     out = ForecastOutputBuilder(cfg).build(batch, prediction, now_ms=batch.end_ms, calibrate=calibrate)
     probability = [v for lab, v in rows(out).items() if dict(lab)["__name__"].endswith("_probability")]
     assert probability == [0.25] * 4
-    assert out.crossings is not None
+    assert len(seen) == 1
     assert seen[0][0] is batch and seen[0][1] == [0, 1] and seen[0][3] == [100.0, 100.0]
-    assert out.crossings.rows.tolist() == [0, 1]
-    np.testing.assert_array_equal(out.crossings.raw, seen[0][2])
-    assert out.crossings.raw[1].tolist() == [1.0, 1.0]  # b is past its threshold already
+    assert seen[0][2][0].tolist() == [pytest.approx(0.9 - 0.4 * 5 / 15), pytest.approx(0.9 - 0.4 * 1 / 51)]
+    assert seen[0][2][1].tolist() == [1.0, 1.0]  # b is past its threshold already
 
 
 def test_limit_series_join_on_labels_many_to_one() -> None:

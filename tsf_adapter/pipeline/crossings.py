@@ -28,7 +28,8 @@ not kept across a restart: a restarted daemon publishes raw probabilities until 
 windows have passed (``tsf_adapter_probability_calibrated`` says when it no longer does).
 
 Order in each forecast cycle, as for the forecast error: ``observe(batch)`` first, then
-``calibrate`` the new forecast's raw probabilities, then ``record`` them.
+``publish`` the new forecast's raw probabilities (``calibrate`` them, then ``record`` them, the
+guard read once for both).
 
 >>> from tsf_adapter.core.grid import GridBatch
 >>> t = CrossingTracker(horizon_steps=(2,), step_ms=60_000, lag_steps=0)
@@ -153,16 +154,32 @@ class CrossingTracker:
         limit = np.broadcast_to(np.abs(thresholds)[:, None], values.shape)
         return climb_guard(stamps, values, limit, np.array([batch.end_ms]), self.guard)[:, 0]
 
-    def calibrate(
+    def publish(
         self, batch: GridBatch, rows: IntArray, raw: FloatArray, thresholds: FloatArray
+    ) -> FloatArray:
+        """The probabilities to publish for ``raw`` of ``batch``'s ``rows``; ``raw`` is remembered."""
+        climbing = self.climbing(batch, rows, thresholds)
+        out = self.calibrate(batch, rows, raw, thresholds, climbing)
+        self.record(batch, rows, raw, thresholds, climbing)
+        return out
+
+    def calibrate(
+        self,
+        batch: GridBatch,
+        rows: IntArray,
+        raw: FloatArray,
+        thresholds: FloatArray,
+        climbing: BoolArray | None = None,
     ) -> FloatArray:
         """``raw [series, withins]`` (for ``batch``'s ``rows``) mapped through each window's calibration.
 
         A series already at its threshold keeps 1; a longer window never gets a lower probability
-        than a shorter one (it holds the shorter one). NaN stays NaN.
+        than a shorter one (it holds the shorter one). NaN stays NaN. ``climbing``: the guard per
+        row, when already read.
         """
         anchor = batch.values[rows, -1] if batch.n_steps else np.full(len(rows), np.nan)
-        climbing = self.climbing(batch, rows, thresholds)
+        if climbing is None:
+            climbing = self.climbing(batch, rows, thresholds)
         out = np.empty_like(raw)
         for j, cal in enumerate(self.calibrations):
             out[:, j] = cal(raw[:, j], climbing)
@@ -172,11 +189,18 @@ class CrossingTracker:
         out[nan] = np.nan
         return out
 
-    def record(self, batch: GridBatch, rows: IntArray, raw: FloatArray, thresholds: FloatArray) -> None:
+    def record(
+        self,
+        batch: GridBatch,
+        rows: IntArray,
+        raw: FloatArray,
+        thresholds: FloatArray,
+        climbing: BoolArray | None = None,
+    ) -> None:
         """Remember the raw probabilities ``[series, withins]`` of ``batch``'s ``rows``, forecast now.
 
         The origin is the batch's last step; one not after the newest remembered is ignored (it
-        would be scored twice).
+        would be scored twice). ``climbing``: the guard per row, when already read.
         """
         if raw.shape != (len(rows), len(self.horizon_steps)):
             raise ValueError(f"raw shape {raw.shape}, expected ({len(rows)}, {len(self.horizon_steps)})")
@@ -196,7 +220,9 @@ class CrossingTracker:
                 labels=[batch.labels[i] for i in rows[idx].tolist()],
                 raw=raw[idx],
                 thresholds=thresholds[idx],
-                climbing=self.climbing(batch, rows[idx], thresholds[idx]),
+                climbing=(
+                    self.climbing(batch, rows[idx], thresholds[idx]) if climbing is None else climbing[idx]
+                ),
                 done=[False] * len(self.horizon_steps),
             )
         )

@@ -438,10 +438,8 @@ class TargetRunner:
             models=models,
             errors=errors,
             limits=limits,
-            calibrate=None if crossings is None else crossings.calibrate,
+            calibrate=None if crossings is None else crossings.publish,
         )
-        if crossings is not None and out.crossings is not None:
-            crossings.record(batch, out.crossings.rows, out.crossings.raw, out.crossings.thresholds)
         return out, by_model, Counter(name for name, _ in models)
 
     def model_batch(self, batch: GridBatch, limits: GridBatch | None) -> GridBatch:

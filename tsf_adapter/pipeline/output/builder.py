@@ -53,7 +53,8 @@ from tsf_adapter.pipeline.output.thresholds import (
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
-# (batch, rows, raw [rows, withins], thresholds [rows]) -> the crossing probabilities to publish.
+# (batch, rows, raw [rows, withins], thresholds [rows]) -> the crossing probabilities to publish
+# (pipeline.crossings.CrossingTracker.publish, which also remembers the raw ones).
 Calibrate = Callable[[GridBatch, IntArray, FloatArray, FloatArray], FloatArray]
 
 
@@ -75,19 +76,6 @@ class _Path(SeriesSamples):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Crossings:
-    """The crossing probabilities as read, for the series with a threshold: ``rows`` of the batch.
-
-    ``raw`` ``[series, withins]`` as read from the quantile paths, before any calibration; kept so
-    that the runner can score them once their windows have passed (``pipeline.crossings``).
-    """
-
-    rows: IntArray
-    raw: FloatArray
-    thresholds: FloatArray
-
-
-@dataclass(frozen=True, slots=True, eq=False)
 class ForecastOutput:
     """Everything one forecast of one target writes: rows of one sample each, stamped ``timestamp_ms``.
 
@@ -106,7 +94,6 @@ class ForecastOutput:
     paths: list[SeriesSamples] = field(default_factory=list)
     ended: list[Labels] = field(default_factory=list)
     skipped: int = 0  # input series without a metric name, which get no output
-    crossings: Crossings | None = None  # with a threshold: the raw crossing probabilities
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -274,7 +261,6 @@ class ForecastOutputBuilder:
             texts.extend(e.forecast_text)
             names.extend(e.forecast_names)
 
-        crossings: Crossings | None = None
         if self.target.threshold is not None:
             thresholds = self._thresholds(batch, limits)[keep]
             anchor = batch.values[keep, -1] if batch.n_steps else np.full(len(keep), np.nan)
@@ -302,10 +288,10 @@ class ForecastOutputBuilder:
                 self.target.horizon_steps,
                 direction=self.target.threshold.direction,
             )
-            batch_rows = np.asarray(keep, dtype=np.intp)
-            crossings = Crossings(batch_rows[has], probability[has], thresholds[has])
-            if calibrate is not None:
-                probability = calibrate(batch, batch_rows, probability, thresholds)
+            if calibrate is not None and len(has):
+                probability[has] = calibrate(
+                    batch, np.asarray(keep, dtype=np.intp)[has], probability[has], thresholds[has]
+                )
             rows = _present_rows(probability, kept, _SeriesRows.probability_rows)
             values.append(probability[~np.isnan(probability)])
             labels.extend(rows[0])
@@ -345,7 +331,6 @@ class ForecastOutputBuilder:
             paths=paths,
             ended=[] if self.staleness is None else self.staleness.ended(labels),
             skipped=n_series - len(kept),
-            crossings=crossings,
         )
 
     def _model_infos(
