@@ -45,6 +45,9 @@ class ProbabilityScores:
     brier_raw: float
     brier_calibrated: float
     brier_base_rate: float
+    brier_pooled: float  # calibrated with one map for all series, climbing or not
+    crossed_climbing: float  # share of the scored windows that began with the guard on and crossed
+    crossed_steady: float  # the same for the rest
     # Per bin of the published probability: (low, high, count, mean raw, observed) and the same calibrated.
     reliability_raw: list[tuple[float, float, int, float, float]]
     reliability_calibrated: list[tuple[float, float, int, float, float]]
@@ -115,6 +118,7 @@ def probability_scores(
     for model, raw in probs.items():
         usable = ~full_now & ~np.isnan(raw)
         calibrated, ready = calibrate_online(raw, reached, usable, climbing, origins, horizon_ms)
+        pooled, _ = calibrate_online(raw, reached, usable, np.zeros_like(climbing), origins, horizon_ms)
         scored = usable & ready[None, :]
         if not scored.any():
             continue
@@ -129,11 +133,18 @@ def probability_scores(
                 brier_raw=float(np.mean((r - y) ** 2)),
                 brier_calibrated=float(np.mean((c - y) ** 2)),
                 brier_base_rate=float(np.mean((base - y) ** 2)),
+                brier_pooled=float(np.mean((pooled[scored] - y) ** 2)),
+                crossed_climbing=_share(reached[scored & climbing]),
+                crossed_steady=_share(reached[scored & ~climbing]),
                 reliability_raw=reliability(r, y > 0),
                 reliability_calibrated=reliability(c, y > 0),
             )
         )
     return out
+
+
+def _share(hits: BoolArray) -> float:
+    return float(hits.mean()) if hits.size else math.nan
 
 
 def _f(x: float) -> str:
@@ -147,7 +158,9 @@ def probability_table(rows: list[ProbabilityScores], title: str, start_ms: int) 
             f"{s.model}: {s.scored} origin x series pairs scored from "
             f"{(s.first_origin_ms - start_ms) / 3_600_000:.0f}h into the run, {s.events} crossings; "
             f"Brier score raw {_f(s.brier_raw)}, calibrated {_f(s.brier_calibrated)}, "
-            f"base rate {_f(s.brier_base_rate)}",
+            f"base rate {_f(s.brier_base_rate)}, one pooled map {_f(s.brier_pooled)}; crossed: "
+            f"{_f(s.crossed_climbing)} of the windows that began climbing, "
+            f"{_f(s.crossed_steady)} of the rest",
             "",
             "| published probability | pairs raw | mean raw | crossed "
             "| pairs calibrated | mean calibrated | crossed |",

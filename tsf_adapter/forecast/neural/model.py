@@ -47,7 +47,7 @@ FloatArray = npt.NDArray[np.float64]
 MAX_WINDOWS_PER_EPOCH = 1024
 # One network for all series: minibatches of (series, origin) windows and epochs of a bounded
 # number of them, drawn afresh each epoch, so that an epoch costs the same at 30 series or 10,000
-# (about 40 s on one CPU thread for a 1-minute, 2-day target; BENCHMARKS.md, training cost).
+# (about 45 s on one CPU thread for a 1-minute, 2-day target; BENCHMARKS.md, training cost).
 GLOBAL_BATCH_SIZE = 64
 GLOBAL_EPOCH_WINDOWS = 16_384
 # Where training settings come from, for their error messages (bench/accuracy.py's flag).
