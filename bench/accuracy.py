@@ -38,10 +38,10 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -139,6 +139,25 @@ def accuracy_table(title: str, rows: list[Accuracy]) -> str:
     return "\n".join(lines)
 
 
+T = TypeVar("T", int, float)
+
+
+def positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type: ``kind`` of the text, refused with argparse's usage line unless > 0.
+
+    >>> positive(int)("6"), positive(float)("0.5")
+    (6, 0.5)
+    """
+
+    def parse(text: str) -> T:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+        return value
+
+    return parse
+
+
 def goals(default: str, real: list[Accuracy], sim: list[Accuracy], alerts: list[AlertRow]) -> list[str]:
     mine = next((r for r in real if r.model == default), None)
     on_sim = next((r for r in sim if r.model == default), None)
@@ -196,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     parser.add_argument(
         "--origin-spacing",
-        type=float,
+        type=positive(float),
         default=1.0,
         help="origins this many times further apart than each table's own (e.g. 6: every 6h on the long "
         "real series), for peers too slow to refit at every hourly origin",
@@ -204,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-short", action="store_true", help="real data: only the series > 4 days")
     parser.add_argument(
         "--retrain-every",
-        type=int,
+        type=positive(int),
         default=None,
         help="refit learning models every N origins, warm, as the daemon does (default: at the first only)",
     )
