@@ -229,9 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scope",
-        default="per_series",
-        choices=["per_series", "global"],
-        help="neural models: a network per series, or one for each group of series trained together",
+        default="auto",
+        choices=["auto", "per_series", "global"],
+        help="neural models: a network per series, one for each group of series trained together, "
+        "or (auto, the daemon's default) by the group's size",
     )
     parser.add_argument(
         "--quantiles",

@@ -1,14 +1,15 @@
 """Does a full retrain fit in ``retrain_every``? The daemon's own training, timed on this machine.
 
 Builds the model exactly as the daemon does for a target with every default (1m step, 2d of
-history, horizons 1h and 6h, ``lstm`` per series, retrain every 1h): the scheduler's budget
+history, horizons 1h and 6h, ``lstm`` in scope ``auto``, retrain every 1h): the scheduler's budget
 (``TRAIN_BUDGET_FRACTION`` of ``retrain_every``), the daemon's torch thread count, and
 :func:`tsf_adapter.pipeline.models.make_forecaster`. The series are synthetic (daily cycle,
 trend, noise, a different level each), as long as the default history.
 
-    python -m bench.train_daemon                       # 1,000 series, the daemon's budget (48 min)
+    python -m bench.train_daemon                       # 1,000 series, the daemon's budget (one network)
+    python -m bench.train_daemon --series 256          # the most series auto trains a network each for
     python -m bench.train_daemon --series 100 --budget 60 --kind auto
-    python -m bench.train_daemon --scope global --quantiles 0.1,0.5,0.9,0.98   # one network for all
+    python -m bench.train_daemon --scope per_series    # a network each for 1,000 (stops on the budget)
 
 It prints the wall time, why the fit stopped (``early_stopping``: every series converged;
 ``budget``: the budget ran out first, best weights kept), the epochs run and best epochs, and
@@ -67,7 +68,12 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--kind", default="lstm", choices=["lstm", "gru", "transformer", "auto"])
     parser.add_argument("--budget", type=float, default=None, help="seconds (default: the daemon's)")
-    parser.add_argument("--scope", default="per_series", choices=["per_series", "global"])
+    parser.add_argument(
+        "--scope",
+        default="auto",
+        choices=["auto", "per_series", "global"],
+        help="the daemon's default, auto, trains a network per series up to 256 series, one above",
+    )
     parser.add_argument(
         "--quantiles",
         type=lambda text: [float(q) for q in text.split(",")],
@@ -99,7 +105,8 @@ def main() -> None:
     candidates = getattr(model, "candidates", [model])
     for cand in candidates:
         assert isinstance(cand, NeuralForecaster)
-        print(describe(cand.name, cand.last_report))
+        scope = "untrained" if cand.state is None else cand.state.scope
+        print(describe(f"{cand.name} ({scope})", cand.last_report))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fits = "fits" if wall <= target.retrain_every else "does NOT fit"
     print(f"wall {wall:.0f}s for {args.series} series: {fits} in retrain_every; peak RSS {rss:.0f} MiB")

@@ -147,9 +147,10 @@ def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bt.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     bt.add_argument(
         "--scope",
-        default="per_series",
-        choices=["per_series", "global"],
-        help="neural models: a network per series, or one for each group of series trained together",
+        default="auto",
+        choices=["auto", "per_series", "global"],
+        help="neural models: a network per series, one for each group of series trained together, "
+        "or (auto) as the daemon chooses by the group's size",
     )
     bt.set_defaults(func=_cmd_backtest)
 

@@ -203,7 +203,9 @@ BAD_CONFIGS = {
         "targets[0].model.headroom: needs a threshold to measure the headroom to (got no threshold)"
     ),
     "target_model_headroom_not_bool": "targets[0].model.headroom: expected true or false (got 'yes')",
-    "target_model_scope": "targets[0].model.scope: must be one of 'per_series', 'global' (got 'per_group')",
+    "target_model_scope": (
+        "targets[0].model.scope: must be one of 'auto', 'per_series', 'global' (got 'per_group')"
+    ),
     "target_name_invalid": (
         "targets[0].name: must be letters, digits, '_', '.' or '-', starting with a letter or digit (got "
         "'disk/root')"
@@ -383,7 +385,7 @@ def test_a_target_decodes_with_its_defaults_and_is_its_own_store_target() -> Non
     cfg = config_from_dict({"targets": [{"name": "disk", "selector": "node_filesystem_avail_bytes"}]})
     (target,) = cfg.targets
     assert (target.step, target.history, target.horizons) == (60.0, 172800.0, (3600.0, 21600.0))
-    assert (target.quantiles, target.model) == ((0.1, 0.5, 0.9), ModelConfig(kind="lstm", scope="per_series"))
+    assert (target.quantiles, target.model) == ((0.1, 0.5, 0.9), ModelConfig(kind="lstm", scope="auto"))
     assert (target.retrain_every, target.forecast_every, target.threshold) == (3600.0, 60.0, None)
     assert target.horizon_steps == (60, 360)
     assert cfg.output == OutputConfig(mode="remote_write", future_timestamps=False)

@@ -13,7 +13,7 @@ from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import make_labels
 from tsf_adapter.forecast.neural.model import AutoModel, NeuralModel, train_config, with_settings
 from tsf_adapter.forecast.neural.state import TrainConfig
-from tsf_adapter.forecast.options import ModelOptions
+from tsf_adapter.forecast.options import ModelOptions, ScopeSetting
 from tsf_adapter.forecast.registry import NEURAL_MODELS, create_model
 
 OPTIONS = ModelOptions(history_s=3600, horizon_s=600, step_s=60)
@@ -145,3 +145,54 @@ def test_the_options_clock_reaches_the_fit_of_every_neural_model(name: str) -> N
         assert report is not None
         assert (report.stopped, report.epochs) == ("budget", 0), m.name
     assert clock.readings > 1
+
+
+def tiny_options(scope: ScopeSetting = "auto") -> ModelOptions:
+    """Small windows and one epoch of a tiny network: a fit of a few series in milliseconds."""
+    settings = (("hidden_size", 4), ("max_epochs", 1))
+    return ModelOptions(
+        history_s=3600,
+        horizon_s=600,
+        step_s=60,
+        input_steps=8,
+        horizon_steps=2,
+        scope=scope,
+        train_settings=settings,
+    )
+
+
+def tiny_batch(n_series: int) -> GridBatch:
+    steps = np.arange(60, dtype=np.float64)
+    labels = tuple(make_labels({"__name__": "m", "i": str(i)}) for i in range(n_series))
+    values = np.stack([np.sin(steps / 5) + i for i in range(n_series)])
+    return GridBatch("t", labels, values, 0, 60_000)
+
+
+@pytest.mark.usefixtures("_one_thread")
+def test_scope_auto_trains_a_network_each_up_to_the_limit_and_one_above(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tsf_adapter.forecast.neural import model as neural_model
+
+    monkeypatch.setattr(neural_model, "AUTO_GLOBAL_ABOVE", 3)
+    model = NeuralModel(tiny_options(), kind="lstm")
+    scopes = []
+    for n_series in (3, 4, 3, 2):
+        model.fit(tiny_batch(n_series))
+        assert model.state is not None
+        scopes.append(model.state.scope)
+        if n_series == 4:
+            # Global training settings come with the scope; the named ones still apply on top.
+            assert (model.config.batch_size, model.config.hidden_size) == (neural_model.GLOBAL_BATCH_SIZE, 4)
+    # Once global, a target a little under the limit stays global rather than starting cold.
+    assert scopes == ["per_series", "global", "global", "per_series"]
+    assert model.config.batch_size == TrainConfig().batch_size
+
+
+def test_an_explicit_scope_does_not_depend_on_the_series(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tsf_adapter.forecast.neural import model as neural_model
+
+    monkeypatch.setattr(neural_model, "AUTO_GLOBAL_ABOVE", 1)
+    model = NeuralModel(tiny_options(scope="per_series"), kind="gru")
+    model.fit(tiny_batch(3))
+    assert model.state is not None and model.state.scope == "per_series"

@@ -19,7 +19,7 @@ import torch
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import Labels, make_labels
 from tsf_adapter.forecast.neural.features import FeatureConfig
-from tsf_adapter.forecast.neural.model import AutoModel
+from tsf_adapter.forecast.neural.model import AutoModel, NeuralModel
 from tsf_adapter.forecast.neural.persist import Choice, ModelMeta, SavedModel, load_model, save_model
 from tsf_adapter.forecast.neural.state import ModelState, TrainConfig
 from tsf_adapter.forecast.neural.trainer import fit
@@ -86,6 +86,16 @@ def test_round_trip_keeps_weights_meta_and_choices(tmp_path: Path, lstm: ModelSt
     assert loaded.choices == choices
     assert_same_state(loaded.states["lstm"], lstm)
     assert [p.name for p in tmp_path.iterdir()] == ["t.pt"]  # no temporary file left
+
+
+def test_a_network_saved_in_another_scope_does_not_restore_into_a_fixed_one(lstm: ModelState) -> None:
+    options = ModelOptions(
+        history_s=40 * STEP_S, horizon_s=STEP_S, step_s=STEP_S, input_steps=8, horizon_steps=2
+    )
+    saved = SavedModel(meta(), {"lstm": lstm})  # a network per series
+    assert restore(NeuralModel(options, kind="lstm"), saved, "per_series")
+    assert restore(NeuralModel(options, kind="lstm"), saved, "auto")
+    assert not restore(NeuralModel(options, kind="lstm"), saved, "global")
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(

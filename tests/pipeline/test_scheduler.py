@@ -374,6 +374,43 @@ async def test_too_little_history_waits_without_failing_and_trains_once_it_has_a
     assert out is not None and infos(out) == {"a": "lstm"}
 
 
+def scopes(out: ForecastOutput) -> dict[str, str]:
+    """instance -> scope label of the ``m:forecast_model_info`` rows."""
+    rows = [dict(lab) for lab in out.labels if dict(lab)["__name__"] == "m:forecast_model_info"]
+    return {r["instance"]: r["scope"] for r in rows}
+
+
+async def test_scope_auto_says_which_scope_trained_and_saves_it_for_what_allows_it(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tsf_adapter.forecast.neural import model as neural_model
+    from tsf_adapter.forecast.neural.persist import load_model
+
+    monkeypatch.setattr(neural_model, "AUTO_GLOBAL_ABOVE", 1)  # two series: one network for both
+    for k in range(90):
+        env.put("a", T0 - 90 + k, 50.0 + 0.5 * k + 3 * np.sin(k / 4))
+        env.put("b", T0 - 90 + k, 20.0 + (k % 7))
+    env.deps.state_dir = tmp_path
+    env.deps.device = "cpu"
+    neural = {"model": {"kind": "gru"}, "history": "2m", "horizons": ["2s"], "retrain_every": "2s"}
+    r = runner(env, None, **neural)
+    out = await r.forecast_once()
+    assert out is not None and scopes(out) == {"a": "per_series", "b": "per_series"}  # the baseline
+    assert await r.train_once()
+    out = await r.forecast_once()
+    assert out is not None and infos(out) == {"a": "gru", "b": "gru"}
+    assert scopes(out) == {"a": "global", "b": "global"}
+    saved = load_model(tmp_path / "t.pt")
+    assert saved is not None and saved.meta.scope == "global"
+
+    again = runner(env, None, **neural)
+    assert again.load()
+    out = await again.forecast_once()
+    assert out is not None and scopes(out) == {"a": "global", "b": "global"}
+    # The saved network is one for all: a target fixed to a network each retrains instead.
+    assert not runner(env, None, **{**neural, "model": {"kind": "gru", "scope": "per_series"}}).load()
+
+
 AUTO = {"model": {"kind": "auto"}, "history": "2m", "horizons": ["2s"], "retrain_every": "3s"}
 
 

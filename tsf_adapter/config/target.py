@@ -29,7 +29,7 @@ from tsf_adapter.core.windows import min_train_steps, validation_steps
 # The kinds that learn from the history (trained, saved, loaded); the others are baselines.
 TrainedKind = Literal["lstm", "gru", "transformer", "auto"]
 ModelKind = Literal[TrainedKind, "predict_linear", "holt_winters", "last_value", "seasonal_naive"]
-ModelScope = Literal["per_series", "global"]
+ModelScope = Literal["auto", "per_series", "global"]
 AggregationOp = Literal["sum", "avg", "max", "min", "count"]
 
 # A target needs some past on its grid before any model (even predict_linear) says anything useful.
@@ -64,11 +64,13 @@ class AggregateConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelConfig:
-    # LSTM per series: the model this daemon exists for; the trainer fits every series of a target
+    # LSTM: the model this daemon exists for; per series, the trainer fits every series of a target
     # as one stacked program, so per-series costs one tensor program, not one Python loop per series.
-    # `global` (one shared network) is the choice for tens of thousands of series on a CPU.
     kind: ModelKind = "lstm"
-    scope: ModelScope = "per_series"
+    # `auto`: a network per series for targets of up to 256 series, where they measured most
+    # accurate, and one shared network (`global`) above that, where a network each cannot converge
+    # within an hour's budget on a CPU (forecast.neural.model.auto_scope). Or either one, always.
+    scope: ModelScope = "auto"
     # Read the threshold's headroom (value / threshold, per step) as an input channel, so "85% and
     # climbing" differs from "40% and climbing". Needs a threshold and a model that trains. Off by
     # default until the quota alerts measure better with it (bench/accuracy.py); models trained
@@ -78,6 +80,11 @@ class ModelConfig:
     # on the validation windows (the newest part of the history, which no training step saw). Off by
     # default: on the real series the bands already hold; the storage-quota target turns it on.
     calibrate: bool = False
+
+    @property
+    def initial_scope(self) -> Literal["per_series", "global"]:
+        """The scope before any training: ``auto`` starts per series, as a baseline's forecasts are."""
+        return "per_series" if self.scope == "auto" else self.scope
 
     @property
     def trains(self) -> bool:

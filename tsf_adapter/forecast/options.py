@@ -15,7 +15,7 @@ This module imports nothing of the package, so any layer may read the names and 
 
 >>> o = ModelOptions(history_s=3600, horizon_s=600, step_s=60)
 >>> o.quantiles, o.scope, o.device
-((0.1, 0.5, 0.9), 'per_series', 'cpu')
+((0.1, 0.5, 0.9), 'auto', 'cpu')
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ NetKind = Literal["lstm", "gru", "transformer"]
 
 Scope = Literal["per_series", "global"]
 """One network per series, or one shared by all series of a target."""
+
+ScopeSetting = Literal["auto", "per_series", "global"]
+"""A scope, or ``auto``: chosen at each training by the number of series trained together
+(:func:`tsf_adapter.forecast.neural.model.auto_scope`)."""
 
 Monotonic = Callable[[], float]
 """Seconds from a monotonic source, read for training budgets (``time.monotonic`` by default).
@@ -54,7 +58,7 @@ class ModelOptions:
     seed: int = 0
     # Wall-clock seconds one training run of a learning model may take; None = until it converges.
     train_budget_s: float | None = None
-    scope: Scope = "per_series"
+    scope: ScopeSetting = "auto"
     # Input and output window of a neural model in grid steps; None derives them from the history
     # and horizon as the backtest hands them over (see ``tsf_adapter.forecast.neural.model``).
     input_steps: int | None = None

@@ -34,7 +34,7 @@ from tsf_adapter.config import ModelConfig, TargetConfig
 from tsf_adapter.core.series import Labels
 from tsf_adapter.forecast import registry
 from tsf_adapter.forecast.base import Forecaster
-from tsf_adapter.forecast.options import ModelOptions, Monotonic
+from tsf_adapter.forecast.options import ModelOptions, Monotonic, Scope, ScopeSetting
 
 if TYPE_CHECKING:
     from tsf_adapter.forecast.neural.persist import SavedModel
@@ -59,7 +59,7 @@ def model_options(
     >>> from tsf_adapter.config import decode_section
     >>> o = model_options(decode_section(TargetConfig, {"name": "d", "selector": "disk"}))
     >>> o.input_steps, o.horizon_steps, o.scope
-    (288, 360, 'per_series')
+    (288, 360, 'auto')
     """
     return ModelOptions(
         history_s=target.history,
@@ -107,7 +107,9 @@ def model_config_hash(target: TargetConfig) -> str:
         shapes[name] = [repr(cfg.features), cfg.hidden_size, cfg.num_layers, cfg.num_heads]
     hashed = {
         "kind": kind,
-        "scope": target.model.scope,
+        # ``auto`` hashes as ``per_series``, the default it replaced, so the models saved before it
+        # keep loading; :func:`restore` checks that the saved network's scope is one the setting allows.
+        "scope": target.model.initial_scope,
         "step_ms": target.step_ms,
         "quantiles": list(target.quantiles),
         "candidates": shapes,
@@ -127,6 +129,20 @@ def serving_models(forecaster: Forecaster, labels: Sequence[Labels]) -> list[str
         return [forecaster.name] * len(labels)
     names = [m.name for m in forecaster.candidates]
     return [names[forecaster.choice[lab]] if lab in forecaster.choice else AUTO for lab in labels]
+
+
+def serving_scope(forecaster: Forecaster, model_cfg: ModelConfig) -> Scope:
+    """The scope the forecasts come from: the trained network's, else the configured one's start."""
+    from tsf_adapter.forecast.neural.model import AutoModel
+    from tsf_adapter.forecast.neural.trainer import NeuralForecaster
+
+    if model_cfg.scope != "auto":
+        return model_cfg.scope
+    models = forecaster.candidates if isinstance(forecaster, AutoModel) else [forecaster]
+    for model in models:
+        if isinstance(model, NeuralForecaster) and model.state is not None:
+            return model.state.scope
+    return model_cfg.initial_scope
 
 
 def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms: int) -> SavedModel | None:
@@ -159,7 +175,7 @@ def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms
         return None
     meta = ModelMeta(
         kind=target.model.kind,
-        scope=target.model.scope,
+        scope=next(iter(states.values())).scope,
         config_hash=model_config_hash(target),
         trained_from_ms=start_ms,
         trained_to_ms=end_ms,
@@ -171,11 +187,16 @@ def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms
     return SavedModel(meta, states, choices)
 
 
-def restore(forecaster: Forecaster, saved: SavedModel) -> bool:
-    """Put saved weights (and ``auto``'s choices) into a fresh forecaster; False when they do not fit."""
+def restore(forecaster: Forecaster, saved: SavedModel, scope: ScopeSetting = "auto") -> bool:
+    """Put saved weights (and ``auto``'s choices) into a fresh forecaster; False when they do not fit.
+
+    ``scope`` is the target's setting: a network saved in another scope does not fit it.
+    """
     from tsf_adapter.forecast.neural.model import AutoModel
     from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 
+    if scope != "auto" and any(state.scope != scope for state in saved.states.values()):
+        return False
     if isinstance(forecaster, AutoModel):
         names = [m.name for m in forecaster.candidates]
         if not saved.choices or not saved.states.keys() <= set(names):

@@ -87,6 +87,7 @@ from tsf_adapter.pipeline.models import (
     model_config_hash,
     restore,
     serving_models,
+    serving_scope,
     snapshot,
 )
 from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo, horizon_label
@@ -224,7 +225,7 @@ class TargetRunner:
         found = load_model(self.model_path, expected_hash=model_config_hash(self.target))
         if found is None:
             return False
-        if not restore(self.forecaster, found):
+        if not restore(self.forecaster, found, self.target.model.scope):
             logger.warning(
                 "target %s: model file %s does not fit the model, will retrain", self.name, self.model_path
             )
@@ -465,7 +466,7 @@ class TargetRunner:
         A learning model covers the series it has a model for (rows that are not all NaN);
         every other series gets the baseline.
         """
-        scope = self.target.model.scope
+        scope = serving_scope(self.forecaster, self.target.model)
         n = batch.n_series
         if not self.trains:
             point = self.forecaster.predict(batch, self.horizon_steps)

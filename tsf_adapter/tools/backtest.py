@@ -50,7 +50,7 @@ from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, format_labels, make_labels
 from tsf_adapter.forecast.base import Forecaster, check_forecast
 from tsf_adapter.forecast.neural.headroom import HeadroomBatch, headroom
-from tsf_adapter.forecast.options import DEFAULT_QUANTILES, ModelOptions, Scope
+from tsf_adapter.forecast.options import DEFAULT_QUANTILES, ModelOptions, ScopeSetting
 from tsf_adapter.forecast.registry import check_models, create_model, model_window_s
 from tsf_adapter.tools.csvio import ForecastRows, ForecastWriter, InputSeries, iter_inputs
 from tsf_adapter.tools.scoring import score_all, summary_table
@@ -81,8 +81,9 @@ class BacktestSpec:
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     retrain_every: int | None = None
     device: str = "cpu"
-    # per_series: a network per series (trained stacked, per group); global: one per group.
-    scope: Scope = "per_series"
+    # per_series: a network per series (trained stacked, per group); global: one per group; auto: as
+    # the daemon chooses, by the size of the group (forecast.neural.model.auto_scope).
+    scope: ScopeSetting = "auto"
     # Seconds one training run may take, per series of the group it trains (not a command-line flag:
     # benchmarks bound their runtime).
     train_budget_s: float | None = None

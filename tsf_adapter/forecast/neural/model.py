@@ -40,7 +40,7 @@ from tsf_adapter.forecast.neural.features import FeatureConfig
 from tsf_adapter.forecast.neural.selection import backtest_errors, choose, scoring_origins
 from tsf_adapter.forecast.neural.state import TrainConfig
 from tsf_adapter.forecast.neural.trainer import NeuralForecaster
-from tsf_adapter.forecast.options import ModelOptions, NetKind
+from tsf_adapter.forecast.options import ModelOptions, NetKind, Scope
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -50,18 +50,43 @@ MAX_WINDOWS_PER_EPOCH = 1024
 # (about 45 s on one CPU thread for a 1-minute, 2-day target; BENCHMARKS.md, training cost).
 GLOBAL_BATCH_SIZE = 64
 GLOBAL_EPOCH_WINDOWS = 16_384
+# ``scope: auto`` trains a network per series up to this many series, and one network above it.
+# Per series the cost grows with the series: on one CPU thread a network each for 1,000 series of
+# a 1-minute, 2-day target stops on the hour's 2,880 s budget after 4 epochs, unconverged, while
+# 256 converge within it; one network for 1,000 converges in about 4 minutes (BENCHMARKS.md,
+# training cost). Where per-series networks can train, they measured best on the real series.
+AUTO_GLOBAL_ABOVE = 256
+# Once global, a target stays global until it shrinks to this share of the limit, so a target
+# whose size wavers around the limit does not flip scope, and start cold, at every training.
+AUTO_HYSTERESIS = 0.8
 # Where training settings come from, for their error messages (bench/accuracy.py's flag).
 SETTINGS_SOURCE = "--train-setting"
 KINDS: tuple[NetKind, ...] = get_args(NetKind)
 
 
-def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
+def auto_scope(n_series: int, previous: Scope | None = None) -> Scope:
+    """The scope ``auto`` trains ``n_series`` series in; ``previous``: the scope of the last model.
+
+    >>> auto_scope(256), auto_scope(257), auto_scope(230, previous="global"), auto_scope(200, "global")
+    ('per_series', 'global', 'global', 'per_series')
+    """
+    if previous == "global" and n_series > AUTO_GLOBAL_ABOVE * AUTO_HYSTERESIS:
+        return "global"
+    return "global" if n_series > AUTO_GLOBAL_ABOVE else "per_series"
+
+
+def train_config(kind: NetKind, options: ModelOptions, scope: Scope | None = None) -> TrainConfig:
     """The training settings of one architecture for the run described by ``options``.
+
+    ``scope`` resolves an ``auto`` scope (the fit knows its series; see :func:`auto_scope`);
+    without it ``auto`` reads as ``per_series``, which only the network's shape depends on.
 
     >>> cfg = train_config("gru", ModelOptions(history_s=43_200, horizon_s=21_600, step_s=300))
     >>> cfg.model, cfg.features.input_steps, cfg.features.horizon_steps
     ('gru', 145, 73)
     """
+    if scope is None:
+        scope = "per_series" if options.scope == "auto" else options.scope
     step = options.step_s
     features = FeatureConfig(
         input_steps=options.input_steps or int(options.history_s // step) + 1,
@@ -71,7 +96,7 @@ def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
     device = options.device
     config = TrainConfig(
         model=kind,
-        scope=options.scope,
+        scope=scope,
         features=features,
         quantiles=options.quantiles,
         device=device,
@@ -79,7 +104,7 @@ def train_config(kind: NetKind, options: ModelOptions) -> TrainConfig:
         budget_s=options.train_budget_s,
         calibrate=options.calibrate,
     )
-    if options.scope == "global":
+    if scope == "global":
         config = dataclasses.replace(config, batch_size=GLOBAL_BATCH_SIZE, epoch_windows=GLOBAL_EPOCH_WINDOWS)
     return with_settings(config, options.train_settings)
 
@@ -129,10 +154,15 @@ class NeuralModel(NeuralForecaster):
     """
 
     def __init__(self, options: ModelOptions, *, kind: str, max_windows: int = MAX_WINDOWS_PER_EPOCH) -> None:
-        super().__init__(train_config(net_kind(kind), options), clock=options.clock)
+        self.kind = net_kind(kind)
+        self.options = options
+        super().__init__(train_config(self.kind, options), clock=options.clock)
         self.max_windows = max_windows
 
     def fit(self, batch: GridBatch) -> None:  # type: ignore[override]
+        if self.options.scope == "auto":
+            previous = None if self.state is None else self.state.scope
+            self.config = train_config(self.kind, self.options, auto_scope(batch.n_series, previous))
         f = self.config.features
         windows = max(1, batch.n_steps - f.input_steps - f.horizon_steps + 1)
         stride = max(1, math.ceil(windows / self.max_windows))

@@ -212,7 +212,7 @@ class ForecastOutputBuilder:
         self._horizons = [(HORIZON_LABEL, horizon_label(h)) for h in target.horizons]
         self._quantiles = [(QUANTILE_LABEL, quantile_label(q)) for q in target.quantiles]
         self._within = [(WITHIN_LABEL, horizon_label(h)) for h in target.horizons]
-        self._default_model: ModelInfo = (target.model.kind, target.model.scope)
+        self._default_model: ModelInfo = (target.model.kind, target.model.initial_scope)
         self._cache: dict[Labels, _SeriesRows | None] = {}
 
     def build(
