@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import pickle
 import re
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from tsf_adapter.core.units import MAX_DURATION_MS, format_duration, format_size, parse_duration, parse_size
+from tsf_adapter.core.units import (
+    MAX_DURATION_MS,
+    Duration,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+)
 
 DAY = 86400.0
 
@@ -160,3 +168,21 @@ def test_size_round_trips_through_text(size: int) -> None:
 def test_format_size_rejects_negative() -> None:
     with pytest.raises(ValueError, match="must be >= 0"):
         format_size(-1)
+
+
+def test_a_duration_keeps_its_spelling_through_copies_and_sets() -> None:
+    written = Duration.parse("24h")
+    again = pickle.loads(pickle.dumps(written))
+    assert (again, again.text, type(again)) == (86400.0, "24h", Duration)
+    # Equal as seconds to a float, and hashed as one, so it can key what floats key.
+    assert {86400.0: "day"}[written] == "day" and hash(written) == hash(86400.0)
+    # A respelt duration is a different setting (a reload must see it), the same seconds.
+    assert written != Duration.parse("1d") and float(written) == float(Duration.parse("1d"))
+    assert Duration(90.0).text == "1m30s"
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_a_duration_from_seconds_spells_itself_canonically(ms: int) -> None:
+    seconds = ms / 1000
+    assert Duration(seconds).text == format_duration(seconds)
+    assert Duration.parse(Duration(seconds).text) == Duration(seconds)

@@ -65,6 +65,9 @@ QUOTA = 1000 * GIB
 RUNAWAY_GIB_PER_STEP2 = 0.4
 USERS = {"alice": 850.0, "bob": 650.0}  # GiB around which each user's day swings
 QUANTILES = ("0.1", "0.5", "0.9", "0.98")
+# 3h and 6h simulated. "60s", not Prometheus's canonical "1m": labels keep the config's spelling.
+HORIZONS = ("30s", "60s")
+assert [parse_duration(h) * SCALE for h in HORIZONS] == [3 * 3600, 6 * 3600]
 LABELS = {"group": "research", "storage_type": "ssd", "cluster": "c1"}
 
 
@@ -327,7 +330,7 @@ targets:
     selector: 'storage_used_bytes'
     step: {format_duration(STEP_S)}
     history: {format_duration(HISTORY_DAYS * DAY_S)}
-    horizons: [{format_duration(3 * 3600 / SCALE)}, {format_duration(6 * 3600 / SCALE)}]
+    horizons: [{", ".join(HORIZONS)}]
     quantiles: [0.1, 0.5, 0.9, 0.98]
     model: {{kind: lstm, scope: global, calibrate: true}}
     retrain_every: 10m
@@ -371,7 +374,7 @@ def test_forecast_alert_fires_before_the_quota_is_reached(stack: Stack) -> None:
     base = {**LABELS, "job": "storage"}
     forecasts = prometheus.query("storage_used_bytes:forecast")
     keys = {(s["metric"]["user"], s["metric"]["horizon"], s["metric"]["quantile"]) for s in forecasts}
-    assert keys == {(u, h, q) for u in USERS for h in ("30s", "1m") for q in QUANTILES}
+    assert keys == {(u, h, q) for u in USERS for h in HORIZONS for q in QUANTILES}
     for sample in forecasts:
         assert base.items() <= sample["metric"].items(), sample
         assert sample["metric"]["instance"].startswith("127.0.0.1:")
@@ -380,6 +383,10 @@ def test_forecast_alert_fires_before_the_quota_is_reached(stack: Stack) -> None:
         (u, q) for u in USERS for q in QUANTILES
     }
     assert all("horizon" not in s["metric"] for s in thresholds)
+    chances = prometheus.query("storage_used_bytes:forecast_threshold_probability")
+    assert {(s["metric"]["user"], s["metric"]["within"]) for s in chances} == {
+        (u, h) for u in USERS for h in HORIZONS
+    }
     # Each series' newest model_info says lstm. (The daemon ends the predict_linear one with a
     # staleness marker when a series changes model; checking the newest sample per user keeps this
     # test independent of when that marker lands.)

@@ -96,6 +96,24 @@ def test_forecast_rows_carry_input_labels_horizon_and_quantile() -> None:
     assert samples[0] == SeriesSamples(out.labels[0], [batch.end_ms + 5_000], [10.0])
 
 
+def test_horizon_and_within_labels_keep_the_configs_spelling() -> None:
+    # Prometheus would print 60s as "1m" and 180s as "3m": a panel written against the config's
+    # "60s" must find its series.
+    cfg = target(horizons=["60s", "180s"], threshold={"value": 100.0})
+    batch = grid([series(instance="a")], [[1.0, 2.0]])
+    out = ForecastOutputBuilder(cfg).build(batch, linear_prediction(1), now_ms=batch.end_ms)
+    spelt = {
+        (dict(lab)["__name__"], dict(lab).get("horizon") or dict(lab).get("within"))
+        for lab in out.labels
+        if "horizon" in dict(lab) or "within" in dict(lab)
+    }
+    assert spelt == {
+        (name, h)
+        for name in ("used_bytes:forecast", "used_bytes:forecast_threshold_probability")
+        for h in ("60s", "180s")
+    }
+
+
 def test_clashing_input_labels_are_exported_not_overwritten() -> None:
     labels = make_labels(
         {

@@ -44,7 +44,7 @@ from tsf_adapter.config.sections import Config
 from tsf_adapter.core.address import split_host_port
 from tsf_adapter.core.errors import ConfigError, SelectorError
 from tsf_adapter.core.selector import Selector, parse_selector
-from tsf_adapter.core.units import parse_duration, parse_size
+from tsf_adapter.core.units import Duration, parse_size
 
 _T = TypeVar("_T")
 
@@ -210,14 +210,15 @@ class _Decoder:
             self.fail(path, f"must be host:port with a port from 0 to 65535, e.g. :9201 (got {show(data)})")
         return value
 
-    def duration(self, data: object, path: str) -> float:
+    def duration(self, data: object, path: str) -> Duration:
+        """Seconds, spelt as written (a horizon's label keeps the config's spelling)."""
         if isinstance(data, str):
             try:
-                return parse_duration(data)
+                return Duration.parse(data)
             except ValueError as err:
                 self.fail(path, f"invalid duration {err}")
         if isinstance(data, int | float) and not isinstance(data, bool) and math.isfinite(data) and data >= 0:
-            return float(data)  # a plain number is seconds
+            return Duration(float(data))  # a plain number is seconds, spelt the canonical way
         self.fail(path, f"expected a duration such as 30s or 1h30m (got {show(data)})")
 
     def size(self, data: object, path: str) -> int:

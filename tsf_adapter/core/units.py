@@ -123,6 +123,51 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+class Duration(float):
+    """Seconds that remember how they were written: a configured ``24h`` stays ``24h``.
+
+    Arithmetic sees a float. Labels that name a configured duration read :attr:`text`, so a
+    horizon written ``24h`` is published as ``horizon="24h"``, the value a panel or an alert was
+    written against, not the canonical ``1d`` that :func:`format_duration` would give. Two
+    durations are equal only when their seconds and their spellings are, so a config reload sees
+    a respelt horizon as the change it is.
+
+    >>> h = Duration.parse("24h")
+    >>> h, h.text, h == 86400.0, h == Duration(86400.0), Duration(5400.0).text
+    (86400.0, '24h', True, False, '1h30m')
+    """
+
+    _text: str | None
+
+    def __new__(cls, seconds: float, text: str | None = None) -> Duration:
+        self = super().__new__(cls, seconds)
+        self._text = text
+        return self
+
+    @property
+    def text(self) -> str:
+        """As written; seconds given as a number, in the canonical spelling (:func:`format_duration`)."""
+        return format_duration(self) if self._text is None else self._text
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        """``text`` as a duration (``ValueError`` as :func:`parse_duration` says), spelt as given."""
+        return cls(parse_duration(text), text)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Duration):
+            return float(self) == float(other) and self.text == other.text
+        return float(self) == other
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = float.__hash__
+
+    def __reduce__(self) -> tuple[type[Duration], tuple[float, str | None]]:
+        return (Duration, (float(self), self._text))
+
+
 def parse_size(text: str) -> int:
     """Bytes in a size such as ``16MiB``, ``1GB``, ``512KiB``, ``1024B`` or ``1024``.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from tsf_adapter.core.series import METRIC_NAME_LABEL, Labels
-from tsf_adapter.core.units import format_duration
+from tsf_adapter.core.units import Duration, format_duration
 
 FORECAST_SUFFIX: Final = ":forecast"
 THRESHOLD_SUFFIX: Final = ":forecast_threshold_seconds"
@@ -44,8 +44,13 @@ ModelInfo = tuple[str, str]
 
 
 def horizon_label(seconds: float) -> str:
-    """``horizon`` label value: the Prometheus duration, ``"6h"``, ``"1h30m"``."""
-    return format_duration(seconds)
+    """``horizon`` (and ``within``) label value: the duration as the config spells it, ``"24h"``;
+    a duration not from the config in the canonical Prometheus spelling, ``"1h30m"``.
+
+    >>> horizon_label(Duration.parse("24h")), horizon_label(86400.0), horizon_label(5400.0)
+    ('24h', '1d', '1h30m')
+    """
+    return seconds.text if isinstance(seconds, Duration) else format_duration(seconds)
 
 
 def quantile_label(q: float) -> str:
