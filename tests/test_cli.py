@@ -44,7 +44,39 @@ def run_main(*argv: str) -> int:
 def test_check_config_ok(capsys: pytest.CaptureFixture[str]) -> None:
     path = CONFIGS / "full.good.yaml"
     assert run_main("check-config", "--config", str(path)) == 0
-    assert capsys.readouterr().out == f"{path}: ok (2 ingest selectors)\n"
+    assert capsys.readouterr().out == "\n".join(
+        [
+            f"{path}: ok: 0 targets, 2 ingest selectors",
+            "  ingest up",
+            '  ingest node_load1{instance=~"a|b", job!=""}\n',
+        ]
+    )
+
+
+def test_check_config_lists_every_target_as_the_daemon_reads_it(capsys: pytest.CaptureFixture[str]) -> None:
+    path = ROOT / "deploy" / "tsf-adapter.yml"
+    assert run_main("check-config", "--config", str(path)) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: ok: 1 target, 0 ingest selectors",
+        "  target storage-quota: storage_used_bytes, step 5m, history 7d, horizons 1h 6h 24h, "
+        "quantiles 0.1 0.5 0.9 0.98, model lstm (scope global, calibrate), retrain every 6h, "
+        "forecast every 5m, threshold above storage_quota_bytes on (group, user, storage_type, cluster)",
+    ]
+
+
+def test_check_config_reports_every_mistake_one_line_each(capsys: pytest.CaptureFixture[str]) -> None:
+    path = CONFIGS / "several_mistakes.bad.yaml"
+    assert run_main("check-config", "--config", str(path)) == 2
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == "" and len(lines) == 4
+    assert all(line.startswith(f"tsf-adapter: {path}: ") for line in lines)
+    assert [line.split(": ")[2] for line in lines] == [
+        "server.listen_adress",
+        "prometheus.remote_write.queue.max_samples_per_send",
+        "targets[0].step",
+        "targets[1].selector",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = args.func(args)
     except (ConfigError, SelectorError, InputError) as exc:
-        print(f"tsf-adapter: {exc}", file=sys.stderr)
+        # One line per problem (a config file reports all of its mistakes), each one prefixed.
+        print("\n".join(f"tsf-adapter: {line}" for line in str(exc).splitlines()), file=sys.stderr)
         code = 2
     sys.exit(code)
 
@@ -160,9 +161,18 @@ def _load(path: Path | None) -> Config:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    """The file's verdict, then what the daemon would do with it: every target and ingest selector."""
     config = _load(args.config)
-    print(f"{args.config}: ok ({len(config.ingest.selectors)} ingest selectors)")
+    n_targets, n_selectors = len(config.targets), len(config.ingest.selectors)
+    lines = [f"{args.config}: ok: {_count(n_targets, 'target')}, {_count(n_selectors, 'ingest selector')}"]
+    lines += [f"  target {target.summary()}" for target in config.targets]
+    lines += [f"  ingest {selector}" for selector in config.ingest.selectors]
+    print("\n".join(lines))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _cmd_receive(args: argparse.Namespace) -> int:

@@ -1,8 +1,12 @@
-"""The strict YAML decoder: plain data in, frozen sections out, or one ``ConfigError`` naming the key.
+"""The strict YAML decoder: plain data in, frozen sections out, or one ``ConfigError`` naming every key.
 
 Every failure names the file, the dotted key and what was expected, e.g.
 ``config.yaml: prometheus.remote_write.queue.max_samples_per_send: must be > 0 (got -5)``;
-unknown keys are rejected (our ``UnmarshalStrict``), with a guess at what was meant.
+unknown keys are rejected (our ``UnmarshalStrict``), with a guess at what was meant. A file
+with several mistakes gets them all, one line each, in the order of the file: a key that fails
+is left out and the decoder goes on with the next, so fixing a config is one round, not one per
+mistake. A section's own ``problems()`` (checks across its keys) run only when each of its keys
+decoded, since they would otherwise judge values that are not there.
 One generic decoder reads any section by its type hints, applying the rules its
 fields' types carry (``fields.Check``) and then the section's ``problems()``, to
 lists of sections too, with paths such as ``targets[0].step``.
@@ -78,12 +82,16 @@ def load_config(path: str | Path) -> Config:
 
 
 def config_from_dict(data: object, source: str = "<dict>", *, base_dir: Path | None = None) -> Config:
-    """Decode and validate an already parsed config; ``None`` (an empty file) means all defaults.
+    """Decode and validate an already parsed config; an empty file is refused.
 
     ``source`` prefixes error messages; ``base_dir`` anchors relative file paths (default: cwd).
+    An empty file (or one of comments only) is far more often the wrong file, or one a
+    deployment left empty, than a request for every default, which leaving out ``--config`` gives.
     """
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        raise ConfigError(
+            f"{source}: the config is empty: give at least one section (leave out --config for every default)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections (got {show(data)})")
     return decode_section(Config, data, source=source, base_dir=base_dir)
@@ -92,8 +100,15 @@ def config_from_dict(data: object, source: str = "<dict>", *, base_dir: Path | N
 def decode_section(
     cls: type[_T], data: object, *, source: str = "<dict>", base_dir: Path | None = None, path: str = ""
 ) -> _T:
-    """Strictly decode one config dataclass (and everything under it) from YAML-shaped data."""
-    decoded: _T = _Decoder(source, base_dir).section(cls, data, path)
+    """Strictly decode one config dataclass (and everything under it) from YAML-shaped data.
+
+    Raises one ``ConfigError`` whose message has a line per problem found.
+    """
+    decoder = _Decoder(source, base_dir)
+    try:
+        decoded: _T = decoder.section(cls, data, path)
+    except _Invalid:
+        raise ConfigError("\n".join(decoder.errors)) from None
     return decoded
 
 
@@ -102,15 +117,26 @@ class _HasProblems(Protocol):
     def problems(self) -> Problems: ...
 
 
+class _Invalid(Exception):
+    """A value could not be decoded; what was wrong is already in ``_Decoder.errors``."""
+
+
 class _Decoder:
-    """Turns plain YAML data into frozen dataclasses by their type hints, failing on the first problem."""
+    """Turns plain YAML data into frozen dataclasses by their type hints, noting every problem."""
 
     def __init__(self, source: str, base_dir: Path | None) -> None:
         self.source = source
         self.base_dir = base_dir
+        self.errors: list[str] = []
+
+    def note(self, path: str, message: str) -> None:
+        """Record a problem and go on."""
+        self.errors.append(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
 
     def fail(self, path: str, message: str) -> NoReturn:
-        raise ConfigError(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
+        """Record a problem; the value being decoded is abandoned."""
+        self.note(path, message)
+        raise _Invalid
 
     def section(self, cls: Any, data: object, path: str) -> Any:
         if data is None:  # "server:" with nothing under it: all defaults
@@ -120,21 +146,43 @@ class _Decoder:
         hints = get_type_hints(cls, include_extras=True)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
         values: dict[str, Any] = {}
+        before = len(self.errors)
         for key, raw in data.items():
             if not isinstance(key, str):
-                self.fail(path, f"keys must be strings (got {show(key)})")
-            if key not in fields:
-                self.fail(_join(path, key), _unknown_key(key, list(fields)))
-            values[key] = self.value(hints[key], raw, _join(path, key), ())
+                self.note(path, f"keys must be strings (got {show(key)})")
+            elif key not in fields:
+                self.note(_join(path, key), _unknown_key(key, list(fields)))
+            else:
+                try:
+                    values[key] = self.value(hints[key], raw, _join(path, key), ())
+                except _Invalid:
+                    continue
         for name, f in fields.items():
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            if required and name not in values:
-                self.fail(_join(path, name), "missing required key")
+            if required and name not in data:
+                self.note(_join(path, name), "missing required key")
+        if len(self.errors) > before:
+            raise _Invalid
         obj = cls(**values)
         if isinstance(obj, _HasProblems):
             for key, message in obj.problems():
-                self.fail(_join(path, key), message)
+                self.note(_join(path, key), message)
+            if len(self.errors) > before:
+                raise _Invalid
         return obj
+
+    def items(self, tp: Any, data: list[object], path: str, checks: tuple[Check, ...]) -> tuple[Any, ...]:
+        """Every item of a list, each one's problems noted; ``_Invalid`` after all when any had one."""
+        out = []
+        failed = False
+        for i, item in enumerate(data):
+            try:
+                out.append(self.value(tp, item, f"{path}[{i}]", checks))
+            except _Invalid:
+                failed = True
+        if failed:
+            raise _Invalid
+        return tuple(out)
 
     def value(self, tp: Any, data: object, path: str, checks: tuple[Check, ...]) -> Any:
         origin, args = get_origin(tp), get_args(tp)
@@ -156,17 +204,24 @@ class _Decoder:
                 data = []
             if not isinstance(data, list):
                 self.fail(path, f"expected a list (got {show(data)})")
-            return tuple(self.value(args[0], item, f"{path}[{i}]", checks) for i, item in enumerate(data))
+            return self.items(args[0], data, path, checks)
         if origin is Mapping:
             if data is None:
                 data = {}
             if not isinstance(data, dict):
                 self.fail(path, f"expected a mapping (got {show(data)})")
             out = {}
+            before = len(self.errors)
             for key, item in data.items():
                 if not isinstance(key, str):
-                    self.fail(path, f"keys must be strings (got {show(key)})")
-                out[key] = self.value(args[1], item, _join(path, key), ())
+                    self.note(path, f"keys must be strings (got {show(key)})")
+                    continue
+                try:
+                    out[key] = self.value(args[1], item, _join(path, key), ())
+                except _Invalid:
+                    continue
+            if len(self.errors) > before:
+                raise _Invalid
             return MappingProxyType(out)
         if origin is Literal:
             if not isinstance(data, str) or data not in args:

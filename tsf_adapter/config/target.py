@@ -188,6 +188,40 @@ class TargetConfig:
         """The name the selector pins with ``=``: what aggregated forecast series are named after."""
         return self.selector.metric_name
 
+    def summary(self) -> str:
+        """One line: what the target reads, on which grid, forecast how and against what.
+
+        >>> from tsf_adapter.config.decoder import decode_section
+        >>> section = {"name": "disk", "selector": "node_filesystem_avail_bytes", "horizons": ["1h", "24h"]}
+        >>> print(decode_section(TargetConfig, {**section, "history": "3d"}).summary().replace(", ", "\\n"))
+        disk: node_filesystem_avail_bytes
+        step 1m
+        history 3d
+        horizons 1h 24h
+        quantiles 0.1 0.5 0.9
+        model lstm (scope auto)
+        retrain every 1h
+        forecast every 1m
+        no threshold
+        """
+        parts = [f"{self.name}: {self.selector}"]
+        if self.aggregate is not None:
+            parts.append(f"{self.aggregate.op} by ({', '.join(self.aggregate.by)})")
+        parts += [
+            f"step {show_seconds(self.step)}",
+            f"history {show_seconds(self.history)}",
+            "horizons " + " ".join(show_seconds(h) for h in self.horizons),
+            "quantiles " + " ".join(f"{q:g}" for q in self.quantiles),
+        ]
+        model = self.model
+        options = [f"scope {model.scope}"] if model.trains else []
+        options += [name for name, on in (("headroom", model.headroom), ("calibrate", model.calibrate)) if on]
+        parts.append(f"model {model.kind}" + (f" ({', '.join(options)})" if options else ""))
+        parts += [f"retrain every {show_seconds(self.retrain_every)}"] if model.trains else []
+        parts.append(f"forecast every {show_seconds(self.forecast_every)}")
+        parts.append(_threshold_summary(self.threshold))
+        return ", ".join(parts)
+
     def problems(self) -> Problems:
         if not _TARGET_NAME.fullmatch(self.name):
             rule = "must be letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -287,3 +321,13 @@ class TargetConfig:
 def _input_steps(history_steps: int, horizon_steps: int) -> int:
     wanted = min(max(2 * horizon_steps, MIN_INPUT_STEPS), MAX_INPUT_STEPS)
     return max(1, min(wanted, history_steps // 3))
+
+
+def _threshold_summary(threshold: ThresholdConfig | None) -> str:
+    """``threshold above 0.9 x storage_quota_bytes on (user)``, ``threshold below 0``, ``no threshold``."""
+    if threshold is None:
+        return "no threshold"
+    of = f"{threshold.value:g}" if threshold.selector is None else str(threshold.selector)
+    ratio = "" if threshold.ratio == 1.0 else f"{threshold.ratio:g} x "
+    on = f" on ({', '.join(threshold.on)})" if threshold.on else ""
+    return f"threshold {threshold.direction} {ratio}{of}{on}"
