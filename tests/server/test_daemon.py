@@ -304,22 +304,37 @@ def test_run_backfills_forecasts_reloads_and_flushes_on_sigterm(tmp_path: Path, 
                 "tsf_adapter_training_skipped_total",
                 "tsf_adapter_training_failures_total",
                 "tsf_adapter_receiver_samples_dropped_total",
+                # What every Prometheus component exports about itself.
+                "tsf_adapter_build_info",
+                "tsf_adapter_config_last_reload_successful 1.0",
+                "tsf_adapter_config_last_reload_success_timestamp_seconds",
+                "process_resident_memory_bytes",
+                "process_open_fds",
+                "python_info",
+                "python_gc_objects_collected_total",
             ):
                 assert f"\n{family}" in metrics, family
             assert 'tsf_adapter_target_series{target="neural"} 3.0' in metrics
 
-            # A bad config on SIGHUP is logged and the running one kept.
+            # A bad config on POST /-/reload (a config-reloader sidecar's call): 500 with the reason,
+            # logged, the running config kept, and the metric says so.
             good = config.read_text()
             config.write_text(good.replace("step: 1s", "step: -1s", 1))
+            status, text = http("POST", f"{url}/-/reload")
+            assert status == 500 and text.startswith(f"failed to reload config: {config}: targets[0].step")
+            assert "reload failed, keeping the running config" in daemon.log()
+            assert "\ntsf_adapter_config_last_reload_successful 0.0" in http("GET", f"{url}/metrics")[1]
+            assert http("GET", f"{url}/-/reload")[0] == 405
+            # Change only the baseline target (SIGHUP this time): the neural one keeps its runner.
+            config.write_text(good.replace("horizons: [2s]", "horizons: [2s, 3s]"))
             assert daemon.proc is not None
             daemon.proc.send_signal(signal.SIGHUP)
-            wait_for(
-                "bad reload", lambda: "reload failed, keeping the running config" in daemon.log(), daemon.log
-            )
-            # Change only the baseline target: the neural one keeps its runner and model.
-            config.write_text(good.replace("horizons: [2s]", "horizons: [2s, 3s]"))
-            daemon.proc.send_signal(signal.SIGHUP)
             wait_for("reload", lambda: "1 targets kept, 1 started, 0 stopped" in daemon.log(), daemon.log)
+            wait_for(
+                "reload metric",
+                lambda: "\ntsf_adapter_config_last_reload_successful 1.0" in http("GET", f"{url}/metrics")[1],
+                daemon.log,
+            )
             wait_for(
                 "new horizon",
                 lambda: any(_key(s)[1] == "3s" for s in fake.series() if "disk:forecast" in str(s.labels)),

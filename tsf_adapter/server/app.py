@@ -4,7 +4,8 @@ Routes:
 
 - ``POST /api/v1/write``: remote-write 1.0 and 2.0 (see ``remote.write_handler``)
 - ``GET /-/healthy``, ``GET /-/ready``: probes
-- ``GET /metrics``: the daemon's own metrics, ``tsf_adapter_*``
+- ``GET /metrics``: the daemon's own metrics, ``tsf_adapter_*``, with build info and the
+  ``process_*`` and ``python_*`` collectors (:mod:`.self_metrics`)
 
 Everything the routes share is stored under typed ``AppKey``s; the ingest
 worker thread is created and shut down by a ``cleanup_ctx`` generator, so
@@ -26,6 +27,7 @@ from tsf_adapter.remote.ingest import Ingester, SampleSink
 from tsf_adapter.remote.receive_metrics import ReceiverMetrics
 from tsf_adapter.remote.write_handler import make_write_handler
 from tsf_adapter.server.health import add_health_routes
+from tsf_adapter.server.self_metrics import register_runtime_metrics
 
 CONFIG = web.AppKey("config", Config)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -51,6 +53,7 @@ def build_app(
         client_max_size=config.server.max_compressed_bytes, handler_args={"auto_decompress": False}
     )
     registry = registry if registry is not None else CollectorRegistry()
+    register_runtime_metrics(registry)
     state = state if state is not None else Readiness()
     metrics = ReceiverMetrics(registry)
     ingester = Ingester(sink, selectors if selectors is not None else config.ingest.selectors)

@@ -14,7 +14,9 @@ SIGTERM / SIGINT: not ready and writes answered 503 at once; runners stop (a run
 training ends early and saves its model); the write queue flushes within
 ``queue.flush_deadline``; the server closes; exit 0.
 
-SIGHUP: reload the config file. A bad file is logged and the running config kept.
+SIGHUP or ``POST /-/reload`` (what config-reloader sidecars call; 200, or 500 with the reason):
+reload the config file. A bad file is logged and the running config kept; reloads run one at a
+time, and ``tsf_adapter_config_last_reload_successful`` says how the last one went.
 Targets equal to their running config keep their runner, model and history; changed
 and new ones get a new runner (a saved model is reused only when its settings hash
 matches) and are backfilled; removed ones stop. ``server``, ``prometheus``, ``output``
@@ -54,6 +56,7 @@ from tsf_adapter.remote.queue import QueueCollector, WriteQueue
 from tsf_adapter.remote.read_client import RemoteReadClient
 from tsf_adapter.remote.write_client import RemoteWriteClient
 from tsf_adapter.server.app import INGEST_EXECUTOR, INGESTER, build_app
+from tsf_adapter.server.self_metrics import ReloadMetrics
 from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.daemon")
@@ -93,6 +96,9 @@ class Daemon:
         self.state = Readiness(ready=False)
         self.registry = CollectorRegistry()
         self.metrics = DaemonMetrics(self.registry)
+        self.reloads = ReloadMetrics(self.registry)
+        self.reloads.record(True, time.time())  # the config it starts with loaded
+        self._reloading = asyncio.Lock()
         self.queue: WriteQueue | None = None
         self.reader: RemoteReadClient | None = None
         self.app: web.Application | None = None
@@ -153,6 +159,8 @@ class Daemon:
         )
         if config.output.mode == "exposition":
             app.router.add_get("/forecasts", self._forecasts_handler)
+        app.router.add_post("/-/reload", self._reload_handler)
+        app.router.add_put("/-/reload", self._reload_handler)
         self.app = app
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -262,14 +270,32 @@ class Daemon:
 
     # --- reload ----------------------------------------------------------------------------------
 
-    async def reload(self) -> None:
-        """SIGHUP: apply a new config's targets (see the module docstring); never raises."""
+    async def _reload_handler(self, request: web.Request) -> web.Response:
+        """``POST /-/reload``: answers once the reload is done, as Prometheus does."""
+        if self.scheduler is None or not self.state.ready:
+            return web.Response(status=503, text="not ready: starting, reload once ready\n")
+        error = await self.reload()
+        if error is not None:
+            return web.Response(status=500, text=f"failed to reload config: {error}\n")
+        return web.Response(text="OK\n")
+
+    async def reload(self) -> str | None:
+        """Apply a new config's targets (see the module docstring); never raises.
+
+        Returns None when it was applied, else why not (also logged and in the metrics).
+        """
+        async with self._reloading:
+            error = await self._reload()
+        self.reloads.record(error is None, time.time())
+        return error
+
+    async def _reload(self) -> str | None:
         assert self.scheduler is not None
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
             logger.error("reload failed, keeping the running config: %s", exc)
-            return
+            return str(exc)
         old = self.config
         for section in _RESTART_ONLY:
             if getattr(new, section) != getattr(old, section):
@@ -291,7 +317,7 @@ class Daemon:
                 self.scheduler.runners[target.name].start()
         except Exception as exc:
             logger.error("reload failed half way: %s: %s", type(exc).__name__, exc, exc_info=exc)
-            return
+            return f"{type(exc).__name__}: {exc}"
         logger.info(
             "reloaded %s: %d targets kept, %d started, %d stopped",
             self.config_path,
@@ -299,3 +325,4 @@ class Daemon:
             len(fresh),
             len([n for n in gone if n not in wanted]),
         )
+        return None
