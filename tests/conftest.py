@@ -1,7 +1,8 @@
-"""Shared fixtures: a factory for real Prometheus processes."""
+"""Shared fixtures: a factory for real Prometheus processes; logging left as each test found it."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,3 +37,19 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusProce
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Commands run in-process set up the process's logging (handlers, root level), as ``main``
+    does; put it back, so one test's setup never decides what another one logs or captures."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from tsf_adapter.core.lifecycle import Readiness
 from tsf_adapter.core.selector import Selector, parse_selector
 from tsf_adapter.core.units import parse_duration
 from tsf_adapter.server.app import REGISTRY, build_app
+from tsf_adapter.server.logs import FORMATS, LEVELS, setup_logging
 from tsf_adapter.server.loop import run
 from tsf_adapter.store.store import Store
 
@@ -32,17 +34,16 @@ logger = logging.getLogger("tsf_adapter")
 
 # Without a config, the receiver keeps every series it is sent.
 RECEIVE_ALL = '{__name__=~".+"}'
+# What `run` reads when --config.file / --web.listen-address are not given (a container's settings).
+CONFIG_ENV = "TSF_ADAPTER_CONFIG"
+LISTEN_ENV = "TSF_ADAPTER_LISTEN_ADDRESS"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``tsf-adapter`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.log_level, args.log_format)
     try:
         code = args.func(args)
     except (ConfigError, SelectorError, InputError) as exc:
@@ -52,14 +53,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code)
 
 
+def _log_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """``--log.level`` and ``--log.format``, the Prometheus spellings, before or after the subcommand.
+
+    Only the top-level parser has defaults: a subcommand's own (suppressed) default would
+    otherwise overwrite a value given before the subcommand.
+    """
+    parser.add_argument(
+        "--log.level",
+        "--log-level",
+        dest="log_level",
+        choices=LEVELS,
+        default="info" if defaults else argparse.SUPPRESS,
+        help="least level logged (default info; debug adds tracebacks)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=FORMATS,
+        default="logfmt" if defaults else argparse.SUPPRESS,
+        help="one line per record: logfmt (default) or json",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsf-adapter", description="Forecasting daemon for Prometheus.")
     parser.add_argument("--version", action="version", version=f"tsf-adapter {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _log_flags(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _log_flags(common, defaults=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     receive = sub.add_parser(
         "receive",
+        parents=[common],
         help="run the remote-write receiver alone",
         description="Run the remote-write receiver and keep the selected series in memory.",
     )
@@ -76,27 +103,47 @@ def _parser() -> argparse.ArgumentParser:
 
     daemon = sub.add_parser(
         "run",
+        parents=[common],
         help="run the forecasting daemon",
         description=(
             "Receive, backfill, train and forecast every configured target; SIGHUP reloads the"
             " config, SIGTERM stops after flushing the forecasts still queued."
         ),
     )
-    daemon.add_argument("--config", type=Path, required=True)
+    config_env = os.environ.get(CONFIG_ENV)
+    daemon.add_argument(
+        "--config.file",
+        "--config",
+        dest="config",
+        type=Path,
+        default=None if config_env is None else Path(config_env),
+        required=config_env is None,
+        help=f"config file (default: ${CONFIG_ENV})",
+    )
+    daemon.add_argument(
+        "--web.listen-address",
+        "--listen",
+        dest="listen",
+        default=os.environ.get(LISTEN_ENV),
+        help=f"host:port, overrides server.listen_address (default: ${LISTEN_ENV}, else the config's)",
+    )
     daemon.set_defaults(func=_cmd_run)
 
-    check = sub.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("--config", type=Path, required=True)
+    check = sub.add_parser("check-config", parents=[common], help="validate a config file and exit")
+    check.add_argument("--config.file", "--config", dest="config", type=Path, required=True)
     check.set_defaults(func=_cmd_check_config)
 
-    _add_backtest(sub)
-    _add_demo(sub)
+    _add_backtest(sub, common)
+    _add_demo(sub, common)
     return parser
 
 
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     demo = sub.add_parser(
         "demo",
+        parents=[common],
         help="the whole pipeline on a simulated storage cluster, no Prometheus needed",
         description=(
             "Simulate a storage cluster (users near their quotas, bursts, runaway jobs), feed it to"
@@ -121,9 +168,12 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.set_defaults(func=_cmd_demo)
 
 
-def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_backtest(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     bt = sub.add_parser(
         "backtest",
+        parents=[common],
         help="forecast at past origins and score the models",
         description="Rolling-origin backtest: forecasts at past origins to a CSV, and a summary table.",
     )
@@ -198,7 +248,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here: the daemon pulls in the scheduler and models, which `receive` never needs.
     from tsf_adapter.server.daemon import run_daemon
 
-    return run(run_daemon(args.config))
+    return run(run_daemon(args.config, listen=args.listen))
 
 
 async def _serve_receiver(config: Config, store: Store, selectors: Sequence[Selector], listen: str) -> int:

@@ -464,6 +464,27 @@ async def test_requests_beyond_the_inflight_limit_are_shed_with_503(make_client:
     assert len(sink.rows) == 3
 
 
+async def test_writes_turned_away_while_starting_are_logged_once_as_a_count(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tsf_adapter.remote.receive")
+    state = Readiness(ready=False)
+    client, registry = await make_client(RecordingSink(), state=state)
+    body = encode_write_request([series("keep_a", 1.0)])
+    for _ in range(3):
+        assert await post(client, body) == (503, "starting: not ready yet\n")
+    ours = [r for r in caplog.records if r.name == "tsf_adapter.remote.receive"]
+    # Expected while the backfill runs (the sender resends): nothing above debug per request.
+    assert [r.levelno for r in ours] == [logging.DEBUG] * 3
+    state.ready = True
+    assert await post(client, body) == (204, "")
+    assert await post(client, body) == (204, "")
+    ours = [r for r in caplog.records if r.name == "tsf_adapter.remote.receive"]
+    summary = [r.getMessage() for r in ours if r.levelno == logging.INFO]
+    assert summary == ["answered 503 to 3 remote-write requests while starting; senders resend them"]
+    assert metric(registry, "requests_rejected_total", reason="starting") == 3
+
+
 async def test_stopping_answers_503_and_is_not_ready(make_client: MakeClient) -> None:
     state = Readiness()
     sink = RecordingSink()

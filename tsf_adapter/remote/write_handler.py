@@ -68,21 +68,32 @@ def make_write_handler(
     """Build the aiohttp handler for ``POST /api/v1/write``."""
     state = state or Readiness()
     inflight = 0
+    # Writes turned away while starting: expected (the sender resends them), so each is logged at
+    # debug and the count once, when the first write is taken.
+    turned_away = 0
 
     def decode_and_store(body: bytes, message: str) -> IngestResult:
         return ingester.ingest(decompress(body, limits.max_decompressed_bytes), message)
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        nonlocal inflight
+        nonlocal inflight, turned_away
         message = parse_content_type(request.headers.get("Content-Type"))
         protocol = "v2" if message == RW2_MESSAGE else "v1"
         if state.stopping:
-            return _answer(metrics, protocol, 503, "shutting down", reason=REJECT_STOPPING)
+            return _answer(metrics, protocol, 503, "shutting down", reason=REJECT_STOPPING, quiet=True)
         if not state.ready:
             # Samples must not reach the store before its backfill: an aggregating target would
             # finalise the newest steps and then drop the backfilled past as late. Prometheus
             # keeps what it could not send and resends it once we are ready.
-            return _answer(metrics, protocol, 503, "starting: not ready yet", reason=REJECT_STARTING)
+            turned_away += 1
+            return _answer(
+                metrics, protocol, 503, "starting: not ready yet", reason=REJECT_STARTING, quiet=True
+            )
+        if turned_away:
+            logger.info(
+                "answered 503 to %d remote-write requests while starting; senders resend them", turned_away
+            )
+            turned_away = 0
         if message is None:
             return _answer(
                 metrics,
@@ -178,11 +189,15 @@ def _count(metrics: ReceiverMetrics, result: IngestResult) -> None:
     metrics.last_success.set(time.time())
 
 
-def _answer(metrics: ReceiverMetrics, protocol: str, status: int, text: str, *, reason: str) -> web.Response:
-    """A plain-text one-line answer, counted by status and by reason."""
+def _answer(
+    metrics: ReceiverMetrics, protocol: str, status: int, text: str, *, reason: str, quiet: bool = False
+) -> web.Response:
+    """A plain-text one-line answer, counted by status and by reason; ``quiet``: logged at debug."""
     metrics.requests.labels(protocol, str(status)).inc()
     metrics.rejected.labels(reason).inc()
-    if status >= 500:
+    if quiet:
+        logger.debug("remote-write answered %d: %s", status, text)
+    elif status >= 500:
         logger.warning("remote-write answered %d: %s", status, text)
     else:
         logger.info("remote-write rejected with %d: %s", status, text)

@@ -73,22 +73,42 @@ def state_dir(config: Config, config_path: Path) -> Path:
     return path if path.is_absolute() else config_path.absolute().parent / path
 
 
-async def run_daemon(config_path: Path) -> int:
-    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 when the listener cannot start.
+def read_config(config_path: Path, listen: str | None = None) -> Config:
+    """The config file, with ``server.listen_address`` replaced by ``listen`` (the command line's).
 
-    Raises ``ConfigError`` when the config file is invalid at start.
+    Raises ``ConfigError`` for a bad file or a bad ``listen``.
     """
     config = load_config(config_path)
-    daemon = Daemon(config_path, config)
+    if listen is None:
+        return config
+    try:
+        split_host_port(listen)
+    except ValueError as exc:
+        raise ConfigError(f"--web.listen-address: {exc}") from None
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, listen_address=listen))
+
+
+async def run_daemon(config_path: Path, *, listen: str | None = None) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 when the listener cannot start.
+
+    ``listen`` overrides the config's ``server.listen_address``, at start and at every reload.
+    Raises ``ConfigError`` when the config file is invalid at start.
+    """
+    config = read_config(config_path, listen)
+    daemon = Daemon(config_path, config, listen=listen)
     return await daemon.run()
 
 
 class Daemon:
     """The running daemon's state: config, store, scheduler, outputs. One per process."""
 
-    def __init__(self, config_path: Path, config: Config, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config_path: Path, config: Config, *, clock: Clock | None = None, listen: str | None = None
+    ) -> None:
         self.config_path = config_path
         self.config = config
+        # The command line's listen address, which every reload applies again.
+        self.listen = listen
         # The schedulers' clock: the real one, or the demo's simulated time.
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._stop = asyncio.Event()
@@ -292,7 +312,7 @@ class Daemon:
     async def _reload(self) -> str | None:
         assert self.scheduler is not None
         try:
-            new = await asyncio.to_thread(load_config, self.config_path)
+            new = await asyncio.to_thread(read_config, self.config_path, self.listen)
         except ConfigError as exc:
             logger.error("reload failed, keeping the running config: %s", exc)
             return str(exc)

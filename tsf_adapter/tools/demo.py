@@ -55,6 +55,7 @@ from tsf_adapter.config.target import TrainedKind
 from tsf_adapter.core.address import split_host_port
 from tsf_adapter.pipeline.climb import climb_guard
 from tsf_adapter.server.daemon import Daemon
+from tsf_adapter.server.logs import LineFormatter
 from tsf_adapter.tools.alert_events import AlertScores, score_alerts
 from tsf_adapter.tools.demo_feed import DemoCluster, LiveFeed, SimClock, make_cluster, make_history_app
 from tsf_adapter.tools.demo_status import (
@@ -437,7 +438,7 @@ def _log_to(path: Path) -> Callable[[], None]:
     old = list(root.handlers), root.level
     for handler in old[0]:
         root.removeHandler(handler)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = LineFormatter()
     to_file = logging.FileHandler(path, encoding="utf-8")
     to_file.setFormatter(fmt)
     to_err = logging.StreamHandler(sys.stderr)
