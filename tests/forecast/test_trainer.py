@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from tsf_adapter.core.windows import min_train_steps
 from tsf_adapter.forecast.neural import state as trainer_state
 from tsf_adapter.forecast.neural.features import FeatureConfig
 from tsf_adapter.forecast.neural.fitting import split_origins
-from tsf_adapter.forecast.neural.state import TrainConfig, select_device, series_seed
+from tsf_adapter.forecast.neural.state import EpochProgress, TrainConfig, select_device, series_seed
 from tsf_adapter.forecast.neural.trainer import NeuralForecaster, fit, predict
 
 HOUR = 3600.0
@@ -121,6 +122,23 @@ def test_fixed_seed_repeats_exactly(model: Any) -> None:
     assert np.array_equal(ra.train_loss, rb.train_loss)
     c, _ = fit(_labels(2), values, 0.0, HOUR, dataclasses.replace(cfg, seed=1))
     assert not all(torch.equal(a.tensors[k], c.tensors[k]) for k in a.tensors)
+
+
+@pytest.mark.parametrize("scope", ["per_series", "global"])
+def test_progress_is_told_every_epoch_of_every_stack(scope: str) -> None:
+    seen: list[EpochProgress] = []
+    cfg = dataclasses.replace(TINY, scope=scope, chunk_size=2, max_epochs=2, patience=10)  # type: ignore[arg-type]
+    _, report = fit(
+        _labels(3), _daily(3, 24 * 6), 0.0, HOUR, cfg, clock=FakeClock(tick=1.0), progress=seen.append
+    )
+    where = [(p.epoch, p.series_done, p.series_in_stack, p.series_total) for p in seen]
+    if scope == "per_series":  # two stacks, of 2 and 1 series, one after the other
+        assert where == [(1, 0, 2, 3), (2, 0, 2, 3), (1, 2, 1, 3), (2, 2, 1, 3)]
+    else:
+        assert where == [(1, 0, 3, 3), (2, 0, 3, 3)]
+    assert all(math.isfinite(p.train_loss) and math.isfinite(p.val_loss) for p in seen)
+    assert [p.elapsed_s for p in seen] == sorted(p.elapsed_s for p in seen)
+    assert {p.budget_s for p in seen} == {None} and report.epochs == 2
 
 
 def test_budget_stops_cleanly_keeps_usable_models_and_says_so() -> None:

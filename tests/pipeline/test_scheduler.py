@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.errors import TrainingError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import Labels, SampleBlock, WriteItem, make_labels
+from tsf_adapter.forecast.neural.state import EpochProgress
 from tsf_adapter.pipeline.metrics import DaemonMetrics
+from tsf_adapter.pipeline.models import watch_training
 from tsf_adapter.pipeline.output import ForecastOutput
 from tsf_adapter.pipeline.runner import RunnerDeps, TargetRunner, Workers
 from tsf_adapter.pipeline.scheduler import Scheduler
@@ -372,6 +375,58 @@ async def test_too_little_history_waits_without_failing_and_trains_once_it_has_a
     assert (r.waiting_for_history, r.fitted) == (False, True)
     out = await r.forecast_once()
     assert out is not None and infos(out) == {"a": "lstm"}
+
+
+async def test_a_training_can_be_watched_in_the_log_and_the_metrics(
+    env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tsf_adapter.scheduler")
+    for k in range(90):
+        env.put("a", T0 - 90 + k, 50.0 + 0.5 * k + 3 * np.sin(k / 4))
+    env.deps.state_dir = tmp_path
+    env.deps.device = "cpu"
+    env.deps.metrics.add_target("t")
+    neural = {"model": {"kind": "lstm"}, "history": "2m", "horizons": ["2s"], "retrain_every": "5s"}
+    r = runner(env, None, **neural)
+    seen_running = []
+    original = r._on_epoch
+
+    def on_epoch(model: str, progress: EpochProgress) -> None:
+        seen_running.append(env.value("tsf_adapter_training_in_progress"))
+        original(model, progress)
+
+    watch_training(r.forecaster, on_epoch)
+    assert await r.train_once()
+    assert seen_running and set(seen_running) == {1.0}  # 1 while it ran
+    assert env.value("tsf_adapter_training_in_progress") == 0.0
+    epochs = env.value("tsf_adapter_training_epochs")
+    assert epochs is not None and epochs >= 1
+    stopped = {
+        reason: env.registry.get_sample_value(
+            "tsf_adapter_training_stopped_total", {"target": "t", "reason": reason}
+        )
+        or 0.0
+        for reason in ("early_stopping", "max_epochs", "budget")
+    }
+    assert sorted(stopped.values()) == [0.0, 0.0, 1.0]
+    trained_at = env.value("tsf_adapter_model_trained_timestamp_seconds")
+    assert trained_at == env.clock.time()
+
+    progress = [m for m in caplog.messages if m.startswith("target t: training lstm: epoch")]
+    assert len(progress) == epochs  # every epoch at debug, the first also at info
+    assert progress[0].startswith("target t: training lstm: epoch 1 (1 series), loss ")
+    assert progress[0].endswith(" of a 4s budget")
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert sum(m.startswith("target t: training lstm: epoch") for m in info) == 1
+    (done,) = [m for m in info if m.startswith("target t: trained 1 series")]
+    reason = next(k for k, v in stopped.items() if v == 1.0)
+    assert f"(lstm: {reason} after {int(epochs)} epochs (best " in done
+
+    # A saved model loaded at start says when it was trained.
+    again = runner(env, None, **neural)
+    assert again.load()
+    saved_at = env.value("tsf_adapter_model_trained_timestamp_seconds")
+    assert saved_at is not None and abs(saved_at - time.time()) < 600
 
 
 def scopes(out: ForecastOutput) -> dict[str, str]:

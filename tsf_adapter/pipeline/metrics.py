@@ -20,6 +20,8 @@ SKIP_OVERRUN = "overrun"  # the previous training of the target was still runnin
 # The stored history is still shorter than the least the model trains on: not a failure, it fills up.
 SKIP_WAITING = "waiting_for_history"
 SKIP_REASONS = (SKIP_OVERRUN, SKIP_WAITING)
+# Why a training ended (tsf_adapter_training_stopped_total; forecast.neural.state.StopReason).
+STOP_REASONS = ("early_stopping", "max_epochs", "budget")
 # The architectures model kind auto chooses among (tsf_adapter.forecast.neural.model.KINDS, without torch).
 AUTO_CANDIDATES = ("lstm", "gru", "transformer")
 
@@ -99,6 +101,35 @@ class DaemonMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.training_in_progress = Gauge(
+            "training_in_progress",
+            "1 while a training of the target runs, else 0.",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.model_trained = Gauge(
+            "model_trained_timestamp_seconds",
+            "Unix time the target's current model was trained (also set from a saved model loaded at start).",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.training_epochs = Gauge(
+            "training_epochs",
+            "Epochs the target's last training ran (the most of auto's candidates).",
+            target,
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.training_stopped = Counter(
+            "training_stopped_total",
+            "Trainings by why they ended: early_stopping (converged), max_epochs, or budget (cut off at"
+            " its share of retrain_every, best weights kept).",
+            [*target, "reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.forecast_errors = Counter(
             "forecast_errors_total",
             "Forecast cycles of a target that failed with an error (logged).",
@@ -166,6 +197,9 @@ class DaemonMetrics:
             counter.labels(name)
         for reason in SKIP_REASONS:
             self.training_skipped.labels(name, reason)
+        for reason in STOP_REASONS:
+            self.training_stopped.labels(name, reason)
+        self.training_in_progress.labels(name).set(0)
         self.waiting_for_history.labels(name).set(0)
         self.backfill_samples.labels(name)
 
@@ -179,6 +213,9 @@ class DaemonMetrics:
             self.forecast_duration,
             self.forecast_last_success,
             self.train_last_success,
+            self.training_in_progress,
+            self.model_trained,
+            self.training_epochs,
             self.forecast_errors,
             self.training_failures,
             self.forecast_samples,
@@ -189,6 +226,9 @@ class DaemonMetrics:
         for reason in SKIP_REASONS:
             with contextlib.suppress(KeyError):
                 self.training_skipped.remove(name, reason)
+        for reason in STOP_REASONS:
+            with contextlib.suppress(KeyError):
+                self.training_stopped.remove(name, reason)
         for model in AUTO_CANDIDATES:
             with contextlib.suppress(KeyError):
                 self.auto_series.remove(name, model)

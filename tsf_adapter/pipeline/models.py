@@ -24,11 +24,14 @@ the candidate chosen per series by a backtest of recent origins in the series' o
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from statistics import median
 from typing import TYPE_CHECKING, Final
+
+import numpy as np
 
 from tsf_adapter.config import ModelConfig, TargetConfig
 from tsf_adapter.core.series import Labels
@@ -38,6 +41,8 @@ from tsf_adapter.forecast.options import ModelOptions, Monotonic, Scope, ScopeSe
 
 if TYPE_CHECKING:
     from tsf_adapter.forecast.neural.persist import SavedModel
+    from tsf_adapter.forecast.neural.state import EpochProgress
+    from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 
 AUTO: Final = registry.AUTO
 
@@ -143,6 +148,35 @@ def serving_scope(forecaster: Forecaster, model_cfg: ModelConfig) -> Scope:
         if isinstance(model, NeuralForecaster) and model.state is not None:
             return model.state.scope
     return model_cfg.initial_scope
+
+
+def neural_parts(forecaster: Forecaster) -> list[NeuralForecaster]:
+    """The networks a forecaster trains: ``auto``'s candidates, a neural model itself, or none."""
+    from tsf_adapter.forecast.neural.model import AutoModel
+    from tsf_adapter.forecast.neural.trainer import NeuralForecaster
+
+    models = forecaster.candidates if isinstance(forecaster, AutoModel) else [forecaster]
+    return [m for m in models if isinstance(m, NeuralForecaster)]
+
+
+def watch_training(forecaster: Forecaster, hook: Callable[[str, EpochProgress], None]) -> None:
+    """Have every network of ``forecaster`` call ``hook(its name, progress)`` after each epoch."""
+    for model in neural_parts(forecaster):
+        model.progress = functools.partial(hook, model.name)
+
+
+def fit_summary(forecaster: Forecaster) -> str:
+    """How the last fit ended, per network: ``lstm: early_stopping after 5 epochs (best 1)``."""
+    parts = []
+    for model in neural_parts(forecaster):
+        report = model.last_report
+        if report is None:
+            continue
+        best = report.best_epoch[report.best_epoch >= 0]
+        best_text = f" (best {int(np.median(best)) + 1})" if best.size else ""
+        untrained = f", {report.untrained} series untrained" if report.untrained else ""
+        parts.append(f"{model.name}: {report.stopped} after {report.epochs} epochs{best_text}{untrained}")
+    return "; ".join(parts)
 
 
 def snapshot(forecaster: Forecaster, target: TargetConfig, start_ms: int, end_ms: int) -> SavedModel | None:

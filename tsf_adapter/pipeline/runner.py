@@ -65,7 +65,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -82,18 +82,24 @@ from tsf_adapter.pipeline.crossings import CrossingTracker
 from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
 from tsf_adapter.pipeline.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, SKIP_WAITING, DaemonMetrics
 from tsf_adapter.pipeline.models import (
+    fit_summary,
     is_neural,
     make_forecaster,
     model_config_hash,
+    neural_parts,
     restore,
     serving_models,
     serving_scope,
     snapshot,
+    watch_training,
 )
 from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo, horizon_label
 from tsf_adapter.pipeline.output.thresholds import limit_grid
 from tsf_adapter.pipeline.targets import threshold_target
 from tsf_adapter.store.store import Store
+
+if TYPE_CHECKING:
+    from tsf_adapter.forecast.neural.state import EpochProgress  # torch: only where a model trains
 
 logger = logging.getLogger("tsf_adapter.scheduler")
 
@@ -104,6 +110,8 @@ _T = TypeVar("_T")
 JITTER: Final = 0.1
 # The share of retrain_every one training may take: the rest is slack for the forecast thread.
 TRAIN_BUDGET_FRACTION: Final = 0.8
+# A training's progress is logged at info at most this often (every epoch at debug).
+PROGRESS_LOG_EVERY_S: Final = 60.0
 # What forecasts a series that has no model of its own yet.
 FALLBACK_MODEL: Final = "predict_linear"
 
@@ -162,6 +170,9 @@ class TargetRunner:
             target, budget_s=budget, clock=self._train_clock, device=deps.device
         )
         self.trains = self.forecaster.NEEDS_FIT
+        # When the last training progress line was logged at info (monotonic seconds).
+        self._progress_logged = -math.inf
+        watch_training(self.forecaster, self._on_epoch)
         # The fewest grid steps a training needs; fewer is waiting for history, not a failure.
         self.train_steps = target.train_steps if forecaster is None and self.trains else 0
         self.waiting_for_history = False
@@ -231,6 +242,7 @@ class TargetRunner:
             )
             return False
         self.fitted = True
+        self.deps.metrics.model_trained.labels(self.name).set(found.meta.saved_at)
         logger.info(
             "target %s: loaded %s model of %d series from %s%s",
             self.name,
@@ -292,6 +304,13 @@ class TargetRunner:
 
     async def train_once(self) -> bool:
         """One training: read the grid, fit on the train thread, save. Never raises (but cancel)."""
+        self.deps.metrics.training_in_progress.labels(self.name).set(1)
+        try:
+            return await self._train_once()
+        finally:
+            self.deps.metrics.training_in_progress.labels(self.name).set(0)
+
+    async def _train_once(self) -> bool:
         metrics = self.deps.metrics
         start = time.monotonic()
         try:
@@ -310,16 +329,53 @@ class TargetRunner:
             log_failure(f"target {self.name}: training failed", exc)
             return False
         elapsed = time.monotonic() - start
+        now = self.deps.clock.time()
         metrics.train_duration.labels(self.name).observe(elapsed)
-        metrics.train_last_success.labels(self.name).set(self.deps.clock.time())
+        metrics.train_last_success.labels(self.name).set(now)
+        metrics.model_trained.labels(self.name).set(now)
+        reports = [m.last_report for m in neural_parts(self.forecaster) if m.last_report is not None]
+        if reports:
+            metrics.training_epochs.labels(self.name).set(max(r.epochs for r in reports))
+        for report in reports:
+            metrics.training_stopped.labels(self.name, report.stopped).inc()
+        summary = fit_summary(self.forecaster)
         logger.info(
-            "target %s: trained %d series in %.1fs%s",
+            "target %s: trained %d series in %.1fs%s%s",
             self.name,
             batch.n_series,
             elapsed,
+            f" ({summary})" if summary else "",
             f", saved to {self.model_path}" if saved else "",
         )
         return True
+
+    def _on_epoch(self, model: str, p: EpochProgress) -> None:
+        """Train thread, after every epoch: a log line at most every ``PROGRESS_LOG_EVERY_S`` (info),
+        every epoch at debug."""
+        now = time.monotonic()
+        level = logging.DEBUG
+        if now - self._progress_logged >= PROGRESS_LOG_EVERY_S:
+            level, self._progress_logged = logging.INFO, now
+        if not logger.isEnabledFor(level):
+            return
+        if p.series_in_stack < p.series_total:
+            first = p.series_done + 1
+            where = f"series {first}-{p.series_done + p.series_in_stack} of {p.series_total}"
+        else:
+            where = f"{p.series_total} series"
+        budget = "" if p.budget_s is None else f" of a {p.budget_s:.0f}s budget"
+        logger.log(
+            level,
+            "target %s: training %s: epoch %d (%s), loss %.4g train, %.4g validation, %.0fs%s",
+            self.name,
+            model,
+            p.epoch,
+            where,
+            p.train_loss,
+            p.val_loss,
+            p.elapsed_s,
+            budget,
+        )
 
     def _waits_for_history(self, n_steps: int) -> bool:
         """Whether a grid of ``n_steps`` is too short to train on; keeps the waiting state and its metrics."""

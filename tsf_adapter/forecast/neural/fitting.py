@@ -127,6 +127,7 @@ def fit_per_series(run: Run, inp: FitInput) -> tuple[ModelState, FitReport]:
         run.deadline, run.out_of_budget = overall, now >= overall
         if math.isfinite(overall) and not run.out_of_budget:
             run.deadline = now + (overall - now) * len(idx) / remaining
+        run.series_done, run.series_in_stack = n - remaining, len(idx)
         remaining -= len(idx)
         if run.out_of_budget:
             # Not reached: keep what the previous model had for these series, train nothing.

@@ -23,7 +23,13 @@ import torch
 from tsf_adapter.forecast.neural.calibration import quantile_scales
 from tsf_adapter.forecast.neural.features import WindowBatch, WindowSource
 from tsf_adapter.forecast.neural.nets import ForecastNet, pinball_loss
-from tsf_adapter.forecast.neural.state import CALIBRATION, StopReason, TrainConfig
+from tsf_adapter.forecast.neural.state import (
+    CALIBRATION,
+    EpochProgress,
+    ProgressHook,
+    StopReason,
+    TrainConfig,
+)
 from tsf_adapter.forecast.options import Monotonic
 
 # Validation origins the calibration looks at, at most: enough for a 10% tail, bounded memory.
@@ -44,17 +50,65 @@ class Run:
     device: torch.device
     steps: int = 0
     out_of_budget: bool = False
+    # Told after every epoch (``None``: nobody watches); the series counts say where the fit is.
+    progress: ProgressHook | None = None
+    started: float = 0.0
+    series_total: int = 0
+    series_done: int = 0
+    series_in_stack: int = 0
 
     @classmethod
-    def start(cls, config: TrainConfig, clock: Monotonic, device: torch.device) -> Run:
+    def start(
+        cls,
+        config: TrainConfig,
+        clock: Monotonic,
+        device: torch.device,
+        *,
+        progress: ProgressHook | None = None,
+        n_series: int = 0,
+    ) -> Run:
         """A run whose deadline lies ``config.budget_s`` after now; never, without a budget."""
-        deadline = math.inf if config.budget_s is None else clock() + config.budget_s
-        return cls(config=config, clock=clock, deadline=deadline, device=device)
+        now = clock()
+        deadline = math.inf if config.budget_s is None else now + config.budget_s
+        return cls(
+            config=config,
+            clock=clock,
+            deadline=deadline,
+            device=device,
+            progress=progress,
+            started=now,
+            series_total=n_series,
+            series_in_stack=n_series,
+        )
 
     def over_budget(self) -> bool:
         if not self.out_of_budget and self.clock() >= self.deadline:
             self.out_of_budget = True
         return self.out_of_budget
+
+    def epoch_done(
+        self, epoch: int, train_loss: npt.NDArray[np.float64], val_loss: npt.NDArray[np.float64]
+    ) -> None:
+        """Tell the watcher, if any, that epoch ``epoch`` (1-based) of the current stack ended."""
+        if self.progress is None:
+            return
+        self.progress(
+            EpochProgress(
+                epoch=epoch,
+                train_loss=_median(train_loss),
+                val_loss=_median(val_loss),
+                series_done=self.series_done,
+                series_in_stack=self.series_in_stack,
+                series_total=self.series_total,
+                elapsed_s=self.clock() - self.started,
+                budget_s=self.config.budget_s,
+            )
+        )
+
+
+def _median(values: npt.NDArray[np.float64]) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else math.nan
 
 
 @dataclass(slots=True)
@@ -161,6 +215,7 @@ def train(
         val_loss = np.where(np.isnan(val_loss), train_loss, val_loss)  # no validation data: use train loss
         train_hist.append(train_loss)
         val_hist.append(val_loss)
+        run.epoch_done(epoch + 1, train_loss, val_loss)
         improved = val_loss < best_val * (1.0 - cfg.min_relative_improvement)
         if improved.any():
             rows = torch.from_numpy(improved).to(dev)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -104,6 +104,28 @@ class ModelState:
     def scope(self) -> Scope:
         scope: Scope = self.config["scope"]
         return scope
+
+
+@dataclass(frozen=True, slots=True)
+class EpochProgress:
+    """One finished epoch of a fit, for whoever watches it (the daemon logs it).
+
+    Per series, a fit trains its series in stacks (chunks) one after the other; ``series_done``
+    counts the series of the stacks before this one. Losses are medians over the stack's networks.
+    """
+
+    epoch: int  # 1-based, within the current stack
+    train_loss: float
+    val_loss: float
+    series_done: int
+    series_in_stack: int
+    series_total: int
+    elapsed_s: float
+    budget_s: float | None
+
+
+ProgressHook = Callable[[EpochProgress], None]
+"""Called on the training thread after every epoch; it must be quick and must not raise."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from tsf_adapter.forecast.neural.state import (
     CALIBRATION,
     FitReport,
     ModelState,
+    ProgressHook,
     TrainConfig,
     category_ids,
     n_chunks,
@@ -93,12 +94,14 @@ def fit(
     extra: npt.NDArray[np.float64] | None = None,
     previous: ModelState | None = None,
     clock: Monotonic = time.monotonic,
+    progress: ProgressHook | None = None,
 ) -> tuple[ModelState, FitReport]:
     """Train on ``values`` [series, steps] (NaN = gap) on the grid ``start_s + i * step_s``.
 
     ``extra`` [series, channels, steps] adds input channels (e.g. a write rate next to bytes
     used). ``previous`` warm-starts every series (or the global network) it has a compatible
     model for. ``clock`` is injectable so budget behaviour can be tested without real time.
+    ``progress`` is told after every epoch.
     """
     labels = tuple(labels)
     vals = np.asarray(values, dtype=np.float64)
@@ -112,7 +115,7 @@ def fit(
         )
     device = select_device(config.device)
     train_o, val_o = split_origins(vals.shape[1], config)
-    run = Run.start(config, clock, device)
+    run = Run.start(config, clock, device, progress=progress, n_series=len(labels))
     inp = FitInput(labels, vals, start_s, step_s, extra, previous, train_o, val_o)
     if config.scope == "global":
         return fit_global(run, inp)
@@ -235,6 +238,8 @@ class NeuralForecaster:
         self.clock = clock
         self.state: ModelState | None = None
         self.last_report: FitReport | None = None
+        # Told after every epoch of a fit (the daemon logs training progress from it).
+        self.progress: ProgressHook | None = None
 
     def fit(self, batch: GridLike) -> None:
         self.state, self.last_report = fit(
@@ -246,6 +251,7 @@ class NeuralForecaster:
             extra=headroom_extra(batch, self.config.features.headroom, self.name),
             previous=self.state,
             clock=self.clock,
+            progress=self.progress,
         )
 
     def predict(self, batch: GridLike, horizon_steps: int) -> npt.NDArray[np.float64]:
