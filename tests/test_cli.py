@@ -261,3 +261,21 @@ def test_receive_exits_1_when_the_port_is_taken(receiver: ReceiverProcess, tmp_p
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{receiver.port}" in second.log()
     assert receiver.alive()
+
+
+def test_backtest_from_an_unreachable_prometheus_is_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens there
+    code = run_main(
+        "backtest",
+        *("--prometheus", f"http://127.0.0.1:{port}", "--selector", "up"),
+        *("--start", "1700000000", "--end", "1700086400"),
+        *("--history", "1h", "--horizon", "10m", "--origin-every", "10m", "--start-frac", "0.6"),
+        *("--models", "last_value", "--out", str(tmp_path / "f.csv")),
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("tsf-adapter:")]
+    assert line.startswith(f"tsf-adapter: http://127.0.0.1:{port}/api/v1/read: remote read: ")
+    assert "Traceback" not in err

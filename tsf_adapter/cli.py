@@ -21,7 +21,7 @@ from aiohttp import web
 from tsf_adapter import __version__
 from tsf_adapter.config import Config, TargetConfig, load_config
 from tsf_adapter.core.address import split_host_port
-from tsf_adapter.core.errors import ConfigError, InputError, SelectorError
+from tsf_adapter.core.errors import ConfigError, InputError, RemoteError, SelectorError
 from tsf_adapter.core.lifecycle import Readiness
 from tsf_adapter.core.selector import Selector, parse_selector
 from tsf_adapter.core.units import parse_duration
@@ -50,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         # One line per problem (a config file reports all of its mistakes), each one prefixed.
         print("\n".join(f"tsf-adapter: {line}" for line in str(exc).splitlines()), file=sys.stderr)
         code = 2
+    except RemoteError as exc:
+        # A command that reads from Prometheus (backtest --prometheus) could not: a runtime failure.
+        where = f"{exc.url}: " if exc.url else ""
+        print(f"tsf-adapter: {where}{' '.join(str(exc).split())}", file=sys.stderr)
+        code = 1
     sys.exit(code)
 
 
