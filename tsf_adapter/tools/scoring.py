@@ -68,21 +68,63 @@ def score_all(forecasts: Sequence[ForecastRows], inputs: dict[str, InputSeries])
     return [score(f, inputs[f.series]) for f in forecasts]
 
 
+def common_series(scores: Sequence[Score]) -> list[str]:
+    """The series that every model scored (a finite MAE), in order of first appearance.
+
+    Every row of the summary is a mean over these, so the rows compare: a model that cannot
+    forecast some series (a seasonal one with less than a season before the first origin) would
+    otherwise be averaged over other, perhaps easier, series than the rest.
+    """
+    models = set(s.model for s in scores)
+    scored: dict[str, set[str]] = {}
+    for s in scores:
+        if math.isfinite(s.mae):
+            scored.setdefault(s.series, set()).add(s.model)
+    return [n for n in dict.fromkeys(s.series for s in scores) if scored.get(n, set()) == models]
+
+
+def score_warnings(scores: Sequence[Score]) -> list[str]:
+    """One line per (model, series) that could not be scored on all of its rows."""
+    by = {(s.series, s.model): s for s in scores}
+    out = []
+    for name in dict.fromkeys(s.series for s in scores):
+        for model in dict.fromkeys(s.model for s in scores):
+            found = by.get((name, model))
+            if found is None or not math.isfinite(found.mae):
+                out.append(f"warning: {model} has no score for {name}; it is left out of every model's means")
+            elif found.missing > 0:
+                out.append(
+                    f"warning: {model} has no forecast for {100 * found.missing:.1f}% of the rows of {name}"
+                    " (e.g. a seasonal model with less than a season of history); its scores there cover"
+                    " the rest"
+                )
+    return out
+
+
 def summary_table(scores: Sequence[Score]) -> str:
-    """Per model, across series: geometric means of MAE, MASE, pinball loss and of the MAE ratios
-    to predict_linear and last_value (same series), plus mean p10–p90 coverage. Markdown."""
+    """Per model, over the same series (:func:`common_series`): geometric means of MAE, MASE,
+    pinball loss and of the MAE ratios to predict_linear and last_value, plus mean p10–p90
+    coverage; then a warning for each model and series it could not score in full. Markdown."""
     models = list(dict.fromkeys(s.model for s in scores))
     by = {(s.series, s.model): s for s in scores}
-    series = list(dict.fromkeys(s.series for s in scores))
+    every = list(dict.fromkeys(s.series for s in scores))
+    series = common_series(scores)
+    kept = set(series)
+    scores = [s for s in scores if s.series in kept]
 
     def ratio(model: str, base: str) -> str:
         if base not in models:
             return "-"
-        r = [by[(n, model)].mae / by[(n, base)].mae for n in series if (n, model) in by and (n, base) in by]
+        r = [by[(n, model)].mae / by[(n, base)].mae for n in series]
         return _fmt(metrics.geometric_mean(_positive(r)))
 
+    which = (
+        f"{len(series)} series"
+        if len(series) == len(every)
+        else (f"{len(series)} of {len(every)} series (those every model scored)")
+    )
     lines = [
-        f"{len(series)} series; geometric means across series (coverage: mean)",
+        f"{which}; geometric means across series (coverage: mean)",
         "",
         "| model | MAE | MASE | pinball | p10-p90 coverage "
         "| MAE / predict_linear | MAE / last_value | missing |",
@@ -90,6 +132,9 @@ def summary_table(scores: Sequence[Score]) -> str:
     ]
     for m in models:
         mine = [s for s in scores if s.model == m]
+        if not mine:
+            lines.append(f"| {m} | - | - | - | - | - | - | - |")
+            continue
         cov = [s.coverage for s in mine if not math.isnan(s.coverage)]
         lines.append(
             f"| {m} | {_fmt(metrics.geometric_mean(_positive([s.mae for s in mine])))} "
@@ -99,7 +144,8 @@ def summary_table(scores: Sequence[Score]) -> str:
             f"| {ratio(m, 'predict_linear')} | {ratio(m, 'last_value')} "
             f"| {100 * float(np.nanmean([s.missing for s in mine])):.1f}% |"
         )
-    return "\n".join(lines)
+    warned = score_warnings(list(by.values()))
+    return "\n".join(lines + (["", *warned] if warned else []))
 
 
 def _positive(values: Sequence[float]) -> list[float]:
