@@ -1,8 +1,11 @@
-# tsf-adapter container image.
+# tsf-adapter container image: the forecasting daemon, models kept on a volume.
 #
 #   docker build -t tsf-adapter .
-#   docker run -p 9201:9201 -v $PWD/config.yaml:/etc/tsf-adapter/config.yaml tsf-adapter
+#   docker run -p 9201:9201 -v tsf-models:/var/lib/tsf-adapter tsf-adapter
+#   docker run ... -v $PWD/my.yaml:/etc/tsf-adapter/config.yaml tsf-adapter      # your own config
+#   docker run ... -e TSF_ADAPTER_LISTEN_ADDRESS=:9301 -p 9301:9301 tsf-adapter    # another port
 #
+# The built-in config (deploy/container/config.yaml) expects Prometheus at http://prometheus:9090.
 # torch is installed first and pinned. By default pip takes it from PyPI (a large CUDA build on
 # x86-64); pass --build-arg TORCH_INDEX_URL=<your PyTorch CPU wheel index> for a small CPU image.
 FROM python:3.11-slim
@@ -20,11 +23,14 @@ COPY pyproject.toml README.md ./
 COPY tsf_adapter ./tsf_adapter
 RUN pip install . && mkdir -p /etc/tsf-adapter /var/lib/tsf-adapter \
     && chown 65534:65534 /var/lib/tsf-adapter
-COPY config.yaml /etc/tsf-adapter/config.yaml
+COPY deploy/container/config.yaml /etc/tsf-adapter/config.yaml
 
+# Read by `tsf-adapter run` and `tsf-adapter healthcheck` when no flag says otherwise.
+ENV TSF_ADAPTER_CONFIG=/etc/tsf-adapter/config.yaml
+VOLUME ["/var/lib/tsf-adapter"]
 USER 65534:65534
 EXPOSE 9201
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; \
-urllib.request.urlopen('http://127.0.0.1:9201/-/healthy', timeout=2)" || exit 1
+# Probes /-/healthy wherever the daemon listens (the flag, the environment, or the config).
+HEALTHCHECK --interval=30s --timeout=5s CMD ["tsf-adapter", "healthcheck"]
 ENTRYPOINT ["tsf-adapter"]
-CMD ["receive", "--config", "/etc/tsf-adapter/config.yaml"]
+CMD ["run"]

@@ -12,6 +12,8 @@ import logging
 import os
 import signal
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -81,6 +83,28 @@ def _log_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
 
 
+def _daemon_flags(parser: argparse.ArgumentParser, *, config_required: bool) -> None:
+    """Where the daemon's config is and where it listens: Prometheus's flag spellings, then the
+    environment (a container's settings), then the config file's ``server.listen_address``."""
+    config_env = os.environ.get(CONFIG_ENV)
+    parser.add_argument(
+        "--config.file",
+        "--config",
+        dest="config",
+        type=Path,
+        default=None if config_env is None else Path(config_env),
+        required=config_required and config_env is None,
+        help=f"config file (default: ${CONFIG_ENV})",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        "--listen",
+        dest="listen",
+        default=os.environ.get(LISTEN_ENV),
+        help=f"host:port, overrides server.listen_address (default: ${LISTEN_ENV}, else the config's)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsf-adapter", description="Forecasting daemon for Prometheus.")
     parser.add_argument("--version", action="version", version=f"tsf-adapter {__version__}")
@@ -115,24 +139,21 @@ def _parser() -> argparse.ArgumentParser:
             " config, SIGTERM stops after flushing the forecasts still queued."
         ),
     )
-    config_env = os.environ.get(CONFIG_ENV)
-    daemon.add_argument(
-        "--config.file",
-        "--config",
-        dest="config",
-        type=Path,
-        default=None if config_env is None else Path(config_env),
-        required=config_env is None,
-        help=f"config file (default: ${CONFIG_ENV})",
-    )
-    daemon.add_argument(
-        "--web.listen-address",
-        "--listen",
-        dest="listen",
-        default=os.environ.get(LISTEN_ENV),
-        help=f"host:port, overrides server.listen_address (default: ${LISTEN_ENV}, else the config's)",
-    )
+    _daemon_flags(daemon, config_required=True)
     daemon.set_defaults(func=_cmd_run)
+
+    health = sub.add_parser(
+        "healthcheck",
+        parents=[common],
+        help="exit 0 when a running daemon answers /-/healthy (a container's HEALTHCHECK)",
+        description=(
+            "Probe the daemon's /-/healthy at its listen address: --web.listen-address, else"
+            f" ${LISTEN_ENV}, else server.listen_address of --config.file (or ${CONFIG_ENV})."
+        ),
+    )
+    _daemon_flags(health, config_required=False)
+    health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    health.set_defaults(func=_cmd_healthcheck)
 
     check = sub.add_parser("check-config", parents=[common], help="validate a config file and exit")
     check.add_argument("--config.file", "--config", dest="config", type=Path, required=True)
@@ -224,6 +245,42 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     lines += [f"  ingest {selector}" for selector in config.ingest.selectors]
     print("\n".join(lines))
     return 0
+
+
+def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    """0 when ``/-/healthy`` answers 200 at the daemon's listen address, else 1 with the reason."""
+    listen = args.listen or _load(args.config).server.listen_address
+    try:
+        url = probe_url(listen) + "/-/healthy"
+    except ValueError as exc:
+        raise ConfigError(f"--web.listen-address: {exc}") from None
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, ValueError) as exc:
+        print(f"tsf-adapter: {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"tsf-adapter: {url}: HTTP {status}", file=sys.stderr)
+        return 1
+    print(f"{url}: healthy")
+    return 0
+
+
+def probe_url(listen: str) -> str:
+    """Where to reach a server listening on ``listen`` from the same host: every address is loopback.
+
+    >>> probe_url(":9201"), probe_url("0.0.0.0:80"), probe_url("[::]:9201"), probe_url("10.0.0.5:9201")
+    ('http://127.0.0.1:9201', 'http://127.0.0.1:80', 'http://[::1]:9201', 'http://10.0.0.5:9201')
+    """
+    host, port = split_host_port(listen)
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _count(n: int, noun: str) -> str:

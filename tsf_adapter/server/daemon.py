@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -73,6 +74,26 @@ def state_dir(config: Config, config_path: Path) -> Path:
     return path if path.is_absolute() else config_path.absolute().parent / path
 
 
+def check_writable(directory: Path) -> None:
+    """Create ``directory`` if needed and prove it takes a file, or raise ``ConfigError`` saying why.
+
+    Models are saved there after every training, an hour or more after start: a directory the
+    process cannot write to (a container's user without a volume there) would otherwise fail every
+    save, one log line an hour, and lose every model at each restart.
+    """
+    probe = directory / f".write-test-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "this process"
+        raise ConfigError(
+            f"state_dir: {directory} is not writable by {who}: {exc.strerror or exc}"
+            " (models are saved there; mount a volume or set state_dir)"
+        ) from None
+
+
 def read_config(config_path: Path, listen: str | None = None) -> Config:
     """The config file, with ``server.listen_address`` replaced by ``listen`` (the command line's).
 
@@ -92,9 +113,11 @@ async def run_daemon(config_path: Path, *, listen: str | None = None) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 when the listener cannot start.
 
     ``listen`` overrides the config's ``server.listen_address``, at start and at every reload.
-    Raises ``ConfigError`` when the config file is invalid at start.
+    Raises ``ConfigError`` when the config file is invalid at start, or its ``state_dir`` cannot
+    be written to.
     """
     config = read_config(config_path, listen)
+    check_writable(state_dir(config, config_path))
     daemon = Daemon(config_path, config, listen=listen)
     return await daemon.run()
 
