@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import configparser
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,7 +29,8 @@ def _promtool() -> str:
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(DEPLOY)))
 def test_yaml_parses(path: Path) -> None:
-    assert isinstance(yaml.safe_load(path.read_text()), dict)
+    docs = list(yaml.safe_load_all(path.read_text()))
+    assert docs and all(isinstance(doc, dict) for doc in docs)
 
 
 def test_prometheus_config_is_valid() -> None:
@@ -94,3 +97,78 @@ def test_daemon_example_config_loads() -> None:
     prometheus = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     port = config.server.listen_address.rsplit(":", 1)[1]
     assert prometheus["remote_write"][0]["url"] == f"http://127.0.0.1:{port}/api/v1/write"
+
+
+# --- Kubernetes and systemd: the fields that must agree with each other and with the daemon ------
+
+
+def _kubernetes() -> dict[str, dict[str, Any]]:
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "tsf-adapter.yaml").read_text()))
+    return {doc["kind"]: doc for doc in docs}
+
+
+def test_kubernetes_statefulset_config_volume_probes_and_scrape_agree(tmp_path: Path) -> None:
+    objects = _kubernetes()
+    assert set(objects) == {"ConfigMap", "Service", "StatefulSet"}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(objects["ConfigMap"]["data"]["config.yaml"])
+    config = load_config(config_file)  # the daemon's own decoder accepts it
+
+    sts = objects["StatefulSet"]["spec"]
+    assert sts["replicas"] == 1  # two replicas would write every forecast twice
+    pod = sts["template"]
+    (container,) = pod["spec"]["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    # Models on the claim, at the config's state_dir; the config from the ConfigMap.
+    assert [c["metadata"]["name"] for c in sts["volumeClaimTemplates"]] == ["models"]
+    assert mounts["models"] == config.state_dir
+    args = container["args"]
+    assert args[0] == "run" and args[args.index("--config.file") + 1] == f"{mounts['config']}/config.yaml"
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    # One port everywhere: the listen address, the container, the Service, the scrape annotation.
+    port = int(args[args.index("--web.listen-address") + 1].rsplit(":", 1)[1])
+    assert config.server.listen_address == f":{port}"
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert objects["Service"]["spec"]["ports"][0]["port"] == port
+    annotations = pod["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+    assert container["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http"}
+    # The image's user, and a volume it can write.
+    security = pod["spec"]["securityContext"]
+    assert (security["runAsUser"], security["fsGroup"], security["runAsNonRoot"]) == (65534, 65534, True)
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert (
+        objects["Service"]["spec"]["selector"] == sts["selector"]["matchLabels"] == pod["metadata"]["labels"]
+    )
+
+
+def test_systemd_unit_runs_the_daemon_hardened_with_its_state_directory() -> None:
+    unit = configparser.ConfigParser(strict=True, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
+    unit.read(DEPLOY / "systemd" / "tsf-adapter.service")
+    service = unit["Service"]
+    assert service["ExecStart"].endswith("/tsf-adapter run")
+    assert service["Environment"] == "TSF_ADAPTER_CONFIG=/etc/tsf-adapter/config.yaml"
+    assert service["ConfigurationDirectory"] == "tsf-adapter"  # /etc/tsf-adapter
+    # StateDirectory=tsf-adapter is /var/lib/tsf-adapter, writable by the DynamicUser: the
+    # container config's state_dir, which the unit's comment asks the config to use.
+    assert service["StateDirectory"] == "tsf-adapter" and service["DynamicUser"] == "yes"
+    assert load_config(DEPLOY / "container" / "config.yaml").state_dir == "/var/lib/tsf-adapter"
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # SIGHUP reloads the config
+    hardening = {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "CapabilityBoundingSet": "",
+        "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+    }
+    assert {k: service[k] for k in hardening} == hardening
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
