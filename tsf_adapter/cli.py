@@ -207,6 +207,13 @@ def _add_backtest(
         "--input", action="append", type=Path, default=[], help="timestamp,value CSV (repeatable)"
     )
     bt.add_argument("--prometheus", help="read the inputs through remote-read from this Prometheus URL")
+    bt.add_argument(
+        "--read-api",
+        default="remote_read",
+        choices=["remote_read", "export"],
+        help="with --prometheus: remote-read, or the JSON-lines export of a store without it"
+        " (VictoriaMetrics: --read-api export)",
+    )
     bt.add_argument("--selector", help="series to read with --prometheus")
     bt.add_argument("--start", help="with --prometheus: unix seconds or RFC 3339")
     bt.add_argument("--end", help="with --prometheus: unix seconds or RFC 3339")
@@ -404,6 +411,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         spec=spec,
         out=args.out,
         prometheus=args.prometheus,
+        read_api=args.read_api,
         selector=parse_selector(args.selector),
         start_ms=start,
         end_ms=end,

@@ -364,7 +364,7 @@ def test_unknown_key_without_a_close_match_lists_the_keys() -> None:
         config_from_dict({"prometheus": {"remote_read": {"zzz": 1}}}, source="c.yaml")
     assert str(caught.value) == (
         "c.yaml: prometheus.remote_read.zzz: unknown key (expected one of url, timeout, headers, basic_auth,"
-        " bearer_token_file, tls_config, max_query_range, concurrency, prefer_streamed)"
+        " bearer_token_file, tls_config, api, max_query_range, concurrency, prefer_streamed)"
     )
 
 

@@ -148,6 +148,10 @@ class RemoteWriteConfig(HttpClientConfig):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteReadConfig(HttpClientConfig):
     url: HttpUrl = "http://127.0.0.1:9090/api/v1/read"
+    # remote_read: Prometheus's protocol at `url` (Prometheus, Thanos, Mimir, ...). export: a store
+    # that serves no remote-read but exports raw samples as JSON lines, VictoriaMetrics's
+    # /api/v1/export (`url: http://victoria-metrics:8428/api/v1/export`).
+    api: Literal["remote_read", "export"] = "remote_read"
     timeout: PositiveSeconds = 60.0
     # Each query covers at most this much time: a sub-query of a long backfill stays far below
     # Prometheus's --storage.remote.read-sample-limit (5e7) even for thousands of series.

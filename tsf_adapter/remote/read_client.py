@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -42,6 +43,7 @@ from tsf_adapter.config import RemoteReadConfig
 from tsf_adapter.core.errors import DecodeError, RecoverableError, RemoteError, UnsupportedEncodingError
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import Labels, SeriesSamples
+from tsf_adapter.remote.export_codec import decode_export
 from tsf_adapter.remote.http import auth_headers, response_reason, retry_after, server_hostname, ssl_context
 from tsf_adapter.remote.read_codec import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -106,7 +108,8 @@ def split_range(start_ms: int, end_ms: int, max_range_ms: int) -> list[tuple[int
 
 
 class RemoteReadClient:
-    """Reads raw samples from a Prometheus-compatible ``/api/v1/read`` endpoint.
+    """Reads raw samples from a Prometheus-compatible ``/api/v1/read`` endpoint, or with
+    ``api: export`` from a JSON-lines export (VictoriaMetrics's ``/api/v1/export``).
 
     The session is the caller's (one per process, closed by its owner). Settings
     come from ``cfg``: ``url``, ``timeout`` (per HTTP request), ``max_query_range``
@@ -153,6 +156,8 @@ class RemoteReadClient:
         query = ReadQuery(start_ms, end_ms, selector.matchers)
         try:
             async with semaphore:
+                if self.cfg.api == "export":
+                    return await self._export(selector, start_ms, end_ms)
                 return await self._query(query)
         except _SampleLimitExceeded as exc:
             # The slot is released before recursing, so halves never wait on their parent.
@@ -195,14 +200,7 @@ class RemoteReadClient:
         self.stats.requests += 1
         url = self.cfg.url
         try:
-            async with self._session.post(
-                url,
-                data=encode_read_request([query], types),
-                headers=headers,
-                timeout=self._timeout,
-                ssl=self._ssl if self._ssl is not None else True,
-                server_hostname=server_hostname(self.cfg),
-            ) as resp:
+            async with self._post_to(encode_read_request([query], types), headers) as resp:
                 if resp.status != 200:
                     reason = await response_reason(resp)
                     if resp.status >= 500:
@@ -238,6 +236,44 @@ class RemoteReadClient:
             raise RecoverableError(f"remote read: {type(exc).__name__}: {exc}", url=url) from exc
         self.stats.samples += sum(len(s) for s in result)
         return result
+
+    def _post_to(
+        self, data: bytes | dict[str, str], headers: dict[str, str]
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """A POST to ``cfg.url`` with the configured timeout and TLS."""
+        return self._session.post(
+            self.cfg.url,
+            data=data,
+            headers=headers,
+            timeout=self._timeout,
+            ssl=self._ssl if self._ssl is not None else True,
+            server_hostname=server_hostname(self.cfg),
+        )
+
+    async def _export(self, selector: Selector, start_ms: int, end_ms: int) -> list[SeriesSamples]:
+        """``api: export``: the raw samples of ``[start_ms, end_ms]`` as JSON lines (:mod:`.export_codec`)."""
+        form = {"match[]": str(selector), "start": f"{start_ms / 1000:.3f}", "end": f"{end_ms / 1000:.3f}"}
+        url = self.cfg.url
+        self.stats.requests += 1
+        try:
+            async with self._post_to(form, auth_headers(self.cfg)) as resp:
+                if resp.status != 200:
+                    reason = await response_reason(resp)
+                    error = RecoverableError if resp.status >= 500 else RemoteError
+                    raise error(f"export read: HTTP {resp.status}: {reason}", url=url, status=resp.status)
+                body = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RecoverableError(f"export read: {type(exc).__name__}: {exc}", url=url) from exc
+        try:
+            result = await _maybe_in_thread(len(body), decode_export, body)
+        except DecodeError as exc:
+            raise RemoteError(f"export read: {exc}", url=url) from None
+        self.stats.samples_responses += 1
+        self.stats.samples += sum(len(s) for s in result)
+        return [
+            SeriesSamples(s.labels, *merge_samples([(s.timestamps, s.values)], start_ms, end_ms))
+            for s in result
+        ]
 
     async def _read_samples(self, resp: aiohttp.ClientResponse) -> list[SeriesSamples]:
         body = await resp.read()

@@ -398,14 +398,24 @@ class _GroupRun:
 # --- Prometheus as the input ----------------------------------------------------------------------
 
 
-def read_url(url: str) -> str:
-    """``http://host:9090`` → ``http://host:9090/api/v1/read``; a URL with a path is kept as given."""
+ReadApi = Literal["remote_read", "export"]
+"""How the inputs are read: Prometheus's remote-read, or a JSON-lines export (VictoriaMetrics)."""
+
+
+def read_url(url: str, api: ReadApi = "remote_read") -> str:
+    """``http://host:9090`` → ``http://host:9090/api/v1/read`` (``/api/v1/export`` for ``export``);
+    a URL with a path is kept as given.
+
+    >>> read_url("http://vm:8428", "export"), read_url("http://p:9090/prefix/api/v1/read")
+    ('http://vm:8428/api/v1/export', 'http://p:9090/prefix/api/v1/read')
+    """
     base = url.rstrip("/")
-    return base if base.count("/") > 2 else base + "/api/v1/read"
+    path = "/api/v1/export" if api == "export" else "/api/v1/read"
+    return base if base.count("/") > 2 else base + path
 
 
 async def read_prometheus(
-    url: str, selector: Selector, start_ms: int, end_ms: int
+    url: str, selector: Selector, start_ms: int, end_ms: int, api: ReadApi = "remote_read"
 ) -> tuple[list[InputSeries], dict[str, Labels]]:
     """Each series the selector matches becomes one input, named by its labels; staleness markers
     (and any NaN) are gaps, so they are dropped here."""
@@ -415,7 +425,8 @@ async def read_prometheus(
     from tsf_adapter.remote.read_client import RemoteReadClient
 
     async with aiohttp.ClientSession() as session:
-        client = RemoteReadClient(RemoteReadConfig(url=read_url(url), timeout=300.0), session)
+        cfg = RemoteReadConfig(url=read_url(url, api), timeout=300.0, api=api)
+        client = RemoteReadClient(cfg, session)
         found = await client.read(selector, start_ms, end_ms)
     inputs: list[InputSeries] = []
     labels: dict[str, Labels] = {}
@@ -447,6 +458,7 @@ class BacktestRun:
     selector: Selector | None = None
     start_ms: int = 0
     end_ms: int = 0
+    read_api: ReadApi = "remote_read"
 
 
 def load_inputs(run: BacktestRun) -> tuple[list[InputSeries], dict[str, Labels]]:
@@ -454,7 +466,7 @@ def load_inputs(run: BacktestRun) -> tuple[list[InputSeries], dict[str, Labels]]
     if run.inputs:
         return list(iter_inputs(run.inputs)), {}
     assert run.prometheus is not None and run.selector is not None
-    return asyncio.run(read_prometheus(run.prometheus, run.selector, run.start_ms, run.end_ms))
+    return asyncio.run(read_prometheus(run.prometheus, run.selector, run.start_ms, run.end_ms, run.read_api))
 
 
 def run_command(run: BacktestRun, stdout: TextIO | None = None) -> int:
