@@ -114,6 +114,38 @@ def test_horizon_and_within_labels_keep_the_configs_spelling() -> None:
     }
 
 
+label_names = st.one_of(
+    st.sampled_from(
+        ["horizon", "quantile", "model", "scope", "within", "__name__", "__tmp", "exported_horizon"]
+    ),
+    st.from_regex(r"(__)?[a-zA-Z_][a-zA-Z0-9_]{0,6}", fullmatch=True),
+)
+
+
+@given(st.dictionaries(label_names, st.text(max_size=12), min_size=1, max_size=8))
+def test_input_labels_never_replace_ours_nor_smuggle_in_reserved_ones(given_labels: dict[str, str]) -> None:
+    labels = make_labels({**given_labels, "__name__": "used_bytes"})
+    batch = grid([labels], [[1.0, 2.0]])
+    cfg = target(threshold={"value": 100.0})
+    out = ForecastOutputBuilder(cfg).build(batch, linear_prediction(1), now_ms=batch.end_ms)
+    inputs = {k: v for k, v in labels if k != "__name__"}
+    for row in out.labels:
+        keys = [k for k, _ in row]
+        got = dict(row)
+        assert len(keys) == len(set(keys))
+        # Its own name, and no other reserved label.
+        assert got["__name__"].startswith("used_bytes:forecast")
+        assert [k for k in keys if k.startswith("__")] == ["__name__"]
+        # Every label the output adds has a value the output gives it (never an input's) ...
+        ours = {"horizon", "quantile", "model", "scope", "within"} & set(got)
+        allowed = {"horizon": {"1m", "3m"}, "within": {"1m", "3m"}, "quantile": {"0.1", "0.5", "0.9"}}
+        allowed |= {"model": {"lstm"}, "scope": {"per_series"}}
+        assert all(got[k] in allowed[k] for k in ours), row
+        # ... and every input label is still there, under its name or as exported_<name>.
+        exported = sorted(v for k, v in row if k not in ours and k != "__name__")
+        assert exported == sorted(inputs.values())
+
+
 def test_clashing_input_labels_are_exported_not_overwritten() -> None:
     labels = make_labels(
         {

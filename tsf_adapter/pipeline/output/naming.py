@@ -4,7 +4,8 @@ One input series maps to one *base* (metric name and labels without ``__name__``
 output of it builds on: ``m:forecast{labels, horizon, quantile}`` and the rest (see the
 package docstring). An input label that the output adds itself (``horizon``, ``quantile``,
 ``model``, ``scope``, ``within``) is renamed ``exported_<name>``, as Prometheus does for scraped labels
-that clash with target labels, so it is never overwritten. Series of an aggregated target have
+that clash with target labels, so it is never overwritten; so is an input label with a reserved
+``__`` name other than ``__name__``. Series of an aggregated target have
 no ``__name__``; they are named after the metric the target's selector pins.
 """
 
@@ -29,6 +30,8 @@ SCOPE_LABEL: Final = "scope"
 WITHIN_LABEL: Final = "within"
 OUTPUT_LABELS: Final = (HORIZON_LABEL, QUANTILE_LABEL, MODEL_LABEL, SCOPE_LABEL, WITHIN_LABEL)
 EXPORTED_PREFIX: Final = "exported_"
+# Label names Prometheus reserves for itself; __name__ is the only one an output series carries.
+RESERVED_PREFIX: Final = "__"
 
 HELP: Final = {
     FORECAST_SUFFIX: "Forecast for the time the horizon label says after the forecast time.",
@@ -82,8 +85,10 @@ def output_base(labels: Labels, fallback_name: str | None = None) -> tuple[str, 
     taken = {key for key, _ in rest}
     renamed = []
     for key, value in rest:
-        if key in OUTPUT_LABELS:
+        if key in OUTPUT_LABELS or key.startswith(RESERVED_PREFIX):
             # Like Prometheus's honor_labels: false; again while the prefixed name is taken too.
+            # A reserved "__" name (which a sender should never have sent) is kept the same way,
+            # so the only reserved label of an output series is its own __name__.
             new = EXPORTED_PREFIX + key
             while new in taken:
                 new = EXPORTED_PREFIX + new
