@@ -7,7 +7,7 @@ history, horizons 1h and 6h, ``lstm`` in scope ``auto``, retrain every 1h): the 
 trend, noise, a different level each), as long as the default history.
 
     python -m bench.train_daemon                       # 1,000 series, the daemon's budget (one network)
-    python -m bench.train_daemon --series 256          # the most series auto trains a network each for
+    python -m bench.train_daemon --series 128          # the most series auto trains a network each for
     python -m bench.train_daemon --series 100 --budget 60 --kind auto
     python -m bench.train_daemon --scope per_series    # a network each for 1,000 (stops on the budget)
 
@@ -72,7 +72,7 @@ def main() -> None:
         "--scope",
         default="auto",
         choices=["auto", "per_series", "global"],
-        help="the daemon's default, auto, trains a network per series up to 256 series, one above",
+        help="the daemon's default, auto, trains a network per series up to 128 series, one above",
     )
     parser.add_argument(
         "--quantiles",

@@ -67,7 +67,7 @@ class ModelConfig:
     # LSTM: the model this daemon exists for; per series, the trainer fits every series of a target
     # as one stacked program, so per-series costs one tensor program, not one Python loop per series.
     kind: ModelKind = "lstm"
-    # `auto`: a network per series for targets of up to 256 series, where they measured most
+    # `auto`: a network per series for targets of up to 128 series, where they measured most
     # accurate, and one shared network (`global`) above that, where a network each cannot converge
     # within an hour's budget on a CPU (forecast.neural.model.auto_scope). Or either one, always.
     scope: ModelScope = "auto"

@@ -50,12 +50,14 @@ MAX_WINDOWS_PER_EPOCH = 1024
 # (about 45 s on one CPU thread for a 1-minute, 2-day target; BENCHMARKS.md, training cost).
 GLOBAL_BATCH_SIZE = 64
 GLOBAL_EPOCH_WINDOWS = 16_384
-# ``scope: auto`` trains a network per series up to this many series, and one network above it.
-# Per series the cost grows with the series: on one CPU thread a network each for 1,000 series of
-# a 1-minute, 2-day target stops on the hour's 2,880 s budget after 4 epochs, unconverged, while
-# 256 converge within it; one network for 1,000 converges in about 4 minutes (BENCHMARKS.md,
-# training cost). Where per-series networks can train, they measured best on the real series.
-AUTO_GLOBAL_ABOVE = 256
+# ``scope: auto`` trains a network per series up to this many series (one stack of ``chunk_size``),
+# and one network above it. Per series the cost grows with the series: on one CPU thread of this
+# 2-core machine, a network each for a 1-minute, 2-day target runs its 30 epochs within the hour's
+# 2,880 s budget for one stack of 128 series; 256 series stopped on the budget after 20 epochs,
+# still improving, and 1,000 after 4. One network for 1,000 converges in about 3 minutes
+# (BENCHMARKS.md, training cost). Where per-series networks can train, they measured best on the
+# real series.
+AUTO_GLOBAL_ABOVE = 128
 # Once global, a target stays global until it shrinks to this share of the limit, so a target
 # whose size wavers around the limit does not flip scope, and start cold, at every training.
 AUTO_HYSTERESIS = 0.8
@@ -67,7 +69,7 @@ KINDS: tuple[NetKind, ...] = get_args(NetKind)
 def auto_scope(n_series: int, previous: Scope | None = None) -> Scope:
     """The scope ``auto`` trains ``n_series`` series in; ``previous``: the scope of the last model.
 
-    >>> auto_scope(256), auto_scope(257), auto_scope(230, previous="global"), auto_scope(200, "global")
+    >>> auto_scope(128), auto_scope(129), auto_scope(110, previous="global"), auto_scope(100, "global")
     ('per_series', 'global', 'global', 'per_series')
     """
     if previous == "global" and n_series > AUTO_GLOBAL_ABOVE * AUTO_HYSTERESIS:
