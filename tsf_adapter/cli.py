@@ -301,7 +301,9 @@ def _cmd_receive(args: argparse.Namespace) -> int:
     listen = args.listen or config.server.listen_address
     targets = [TargetConfig(name=f"ingest-{i}", selector=s, step=args.step) for i, s in enumerate(selectors)]
     _check_grid(targets[0])
-    return run(_serve_receiver(config, Store(targets), selectors, listen))
+    return run(
+        _serve_receiver(config, Store(targets, max_series=config.ingest.max_series), selectors, listen)
+    )
 
 
 def _check_grid(target: TargetConfig) -> None:

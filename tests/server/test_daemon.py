@@ -304,6 +304,8 @@ def test_run_backfills_forecasts_reloads_and_flushes_on_sigterm(tmp_path: Path, 
                 "tsf_adapter_training_skipped_total",
                 "tsf_adapter_training_failures_total",
                 "tsf_adapter_receiver_samples_dropped_total",
+                'tsf_adapter_target_stored_series{target="neural"} 3.0',
+                'tsf_adapter_target_series_refused_total{target="neural"} 0.0',
                 # What every Prometheus component exports about itself.
                 "tsf_adapter_build_info",
                 "tsf_adapter_config_last_reload_successful 1.0",

@@ -73,6 +73,41 @@ def test_series_ref_is_idempotent_and_routes_to_every_target_that_wants_it() -> 
         store.append(np.array([-1]), np.array([T0]), np.array([1.0]))
 
 
+def test_a_target_at_its_series_limit_refuses_new_series_and_keeps_the_old_ones() -> None:
+    small = TargetConfig(name="small", selector=name_is("disk"), max_series=2)
+    wide = TargetConfig(name="wide", selector=Selector((Matcher("job", MatchOp.EQ, "x"),)))
+    store = Store([small, wide])
+    first, second, third = (lbl("disk", job="x", i=str(i)) for i in range(3))
+    assert [store.series_ref(s) for s in (first, second)] == [0, 1]
+    # The third is refused by "small" (full) but taken by "wide", which has room.
+    assert store.series_ref(third) == 2
+    assert (store.targets["small"].stats.refused, store.targets["wide"].stats.refused) == (1, 0)
+    push(store, [(first, T0, 1.0), (second, T0, 2.0), (third, T0, 3.0)])
+    small_batch, wide_batch = store.batch("small"), store.batch("wide")
+    assert small_batch is not None and small_batch.labels == (first, second)
+    assert wide_batch is not None and wide_batch.labels == (first, second, third)
+    # A series only "small" selects is refused outright.
+    assert store.series_ref(lbl("disk", job="y")) is None
+    assert store.targets["small"].stats.refused == 2
+
+
+def test_the_store_limit_refuses_new_series_for_every_target_that_wanted_them() -> None:
+    store = Store([TargetConfig(name="a", selector=name_is("disk"))], max_series=2)
+    kept = [lbl("disk", i=str(i)) for i in range(2)]
+    assert [store.series_ref(s) for s in kept] == [0, 1]
+    assert store.series_ref(lbl("disk", i="2")) is None
+    assert store.series_ref(kept[1]) == 1  # a kept series keeps working
+    assert store.targets["a"].stats.refused == 1 and store.targets["a"].stats.series == 2
+    # A target added by a reload registers the series it selects up to its own limit.
+    store.reconfigure(
+        [
+            TargetConfig(name="a", selector=name_is("disk")),
+            TargetConfig(name="b", selector=name_is("disk"), max_series=1),
+        ]
+    )
+    assert (store.targets["b"].stats.series, store.targets["b"].stats.refused) == (1, 1)
+
+
 def test_grid_alignment_last_value_wins_and_gaps_stay_gaps() -> None:
     store = raw_store()
     s = lbl("disk", i="0")

@@ -192,6 +192,11 @@ class IngestConfig:
     # Series the receiver keeps; anything else in a remote-write request is dropped on arrival.
     # Empty keeps nothing until targets (which bring their own selectors) are configured.
     selectors: tuple[Selector, ...] = ()
+    # Series kept in all, over every target: a new series beyond it is refused (its samples are
+    # acknowledged and dropped, counted in tsf_adapter_target_series_refused_total), so a label
+    # explosion upstream cannot exhaust memory. A series costs 8 bytes per step of its target's
+    # history: 23 KiB at the default 1m step and 2d history, so 150,000 series take about 3.4 GiB.
+    max_series: PositiveInt = 150_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,6 +15,7 @@ from typing import Final, Literal, get_args
 
 from tsf_adapter.config.fields import (
     PositiveFloat,
+    PositiveInt,
     PositiveSeconds,
     Problems,
     Seconds,
@@ -153,6 +154,9 @@ class TargetConfig:
     # forecast from a trained model is about 1 ms per series, so each minute costs little.
     forecast_every: PositiveSeconds = 60.0
     threshold: ThresholdConfig | None = None
+    # Input series this target keeps (members, for an aggregate); a new one beyond it is refused
+    # and counted, the ones it has keep working (a target of 10,000 series fits well within it).
+    max_series: PositiveInt = 50_000
 
     @property
     def step_ms(self) -> int:

@@ -9,8 +9,13 @@ collector, so the hot paths only touch plain integers.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tsf_adapter.store.store import Store
 
 NAMESPACE = "tsf_adapter"
 
@@ -236,3 +241,27 @@ class DaemonMetrics:
             for gauge in (self.calibration_pairs, self.calibrated):
                 with contextlib.suppress(KeyError):
                     gauge.remove(name, within)
+
+
+class StoreCollector(Collector):
+    """The store's per-target series counts, read at scrape time (the ingest thread keeps them)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        kept = GaugeMetricFamily(
+            f"{NAMESPACE}_target_stored_series",
+            "Input series the target keeps (members, for an aggregate).",
+            labels=["target"],
+        )
+        refused = CounterMetricFamily(
+            f"{NAMESPACE}_target_series_refused",
+            "New series the target selected but refused: its max_series, or ingest.max_series, was reached.",
+            labels=["target"],
+        )
+        for name, target in list(self.store.targets.items()):
+            kept.add_metric([name], target.stats.series)
+            refused.add_metric([name], target.stats.refused)
+        yield kept
+        yield refused

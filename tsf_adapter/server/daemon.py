@@ -47,7 +47,7 @@ from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.lifecycle import Readiness
 from tsf_adapter.pipeline.backfill import install, read_history
-from tsf_adapter.pipeline.metrics import DaemonMetrics
+from tsf_adapter.pipeline.metrics import DaemonMetrics, StoreCollector
 from tsf_adapter.pipeline.models import is_neural
 from tsf_adapter.pipeline.output import EXPOSITION_CONTENT_TYPE, markers, render_exposition
 from tsf_adapter.pipeline.runner import RunnerDeps, Workers
@@ -135,10 +135,11 @@ class Daemon:
         # The schedulers' clock: the real one, or the demo's simulated time.
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._stop = asyncio.Event()
-        self.store = Store([])
+        self.store = Store([], max_series=config.ingest.max_series)
         self.state = Readiness(ready=False)
         self.registry = CollectorRegistry()
         self.metrics = DaemonMetrics(self.registry)
+        self.registry.register(StoreCollector(self.store))
         self.reloads = ReloadMetrics(self.registry)
         self.reloads.record(True, time.time())  # the config it starts with loaded
         self._reloading = asyncio.Lock()
@@ -356,6 +357,7 @@ class Daemon:
             applied = dataclasses.replace(old, targets=new.targets, ingest=new.ingest)
             await self._add_targets(fresh, applied)
             self.config = applied
+            self.store.max_series = applied.ingest.max_series
             for target in fresh:
                 self.scheduler.runners[target.name].start()
         except Exception as exc:

@@ -60,6 +60,8 @@ class TargetStats:
     nbytes: int = 0
     series: int = 0
     rows: int = 0
+    # New series turned away: the target's max_series, or the store's, was reached.
+    refused: int = 0
 
 
 class TargetStore:
@@ -78,6 +80,11 @@ class TargetStore:
             self._agg: Aggregator | None = None
         else:
             self._agg = Aggregator(agg, self.step_ms, self._grid)
+
+    @property
+    def full(self) -> bool:
+        """Whether the target keeps as many series as its ``max_series``."""
+        return self.stats.series >= self.target.max_series
 
     def add_series(self, labels: Labels) -> int:
         """Register a matching series; returns its row (raw) or member index (aggregated)."""
@@ -163,7 +170,9 @@ class Store:
     [[1.0]]
     """
 
-    def __init__(self, targets: Iterable[TargetConfig]) -> None:
+    def __init__(self, targets: Iterable[TargetConfig], *, max_series: int | None = None) -> None:
+        # Series kept over all targets (``ingest.max_series``); None: no limit but the targets'.
+        self.max_series = max_series
         self.targets: dict[str, TargetStore] = {}
         for target in targets:
             if target.name in self.targets:
@@ -175,11 +184,23 @@ class Store:
         self._labels: list[Labels] = []
 
     def series_ref(self, labels: Labels) -> int | None:
-        """Register a series that at least one target selects; None when none does."""
+        """Register a series that at least one target selects; None when none does.
+
+        A new series is refused (None, counted in each selecting target's ``refused``) once the
+        store keeps ``max_series``; a target that keeps its own ``max_series`` does not take it,
+        and it is refused when no target does. Series already kept are never affected.
+        """
         ref = self._refs.get(labels)
         if ref is not None:
             return ref
         wanted = [i for i, t in enumerate(self._stores) if t.target.selector.matches(labels)]
+        if not wanted:
+            return None
+        store_full = self.max_series is not None and len(self._labels) >= self.max_series
+        for i in wanted:
+            if store_full or self._stores[i].full:
+                self._stores[i].stats.refused += 1
+        wanted = [] if store_full else [i for i in wanted if not self._stores[i].full]
         if not wanted:
             return None
         ref = len(self._labels)
@@ -223,6 +244,9 @@ class Store:
                 store, route = TargetStore(target), _Routes(np.full(len(self._labels), -1, dtype=np.int64))
                 for ref, labels in enumerate(self._labels):
                     if target.selector.matches(labels):
+                        if store.full:
+                            store.stats.refused += 1
+                            continue
                         route.rows[ref] = store.add_series(labels)
             stores.append(store)
             routes.append(route)
