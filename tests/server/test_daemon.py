@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from aiohttp import web
 
@@ -414,3 +415,62 @@ def test_run_with_a_bad_config_exits_2(capsys: pytest.CaptureFixture[str]) -> No
         main(["run", "--config", str(path)])
     assert exited.value.code == 2
     assert capsys.readouterr().err == f"tsf-adapter: {path}: state_dir: must not be empty\n"
+
+
+def test_sigterm_during_a_training_ends_it_saves_the_model_and_exits_0(
+    tmp_path: Path, daemon_factory
+) -> None:
+    """The stop reaches a running fit through the training clock: it ends at its next step with
+    the best weights so far, which are saved, and the process exits 0."""
+    now_ms = int(time.time() * 1000)
+    ts = np.arange(now_ms - 3 * 3600 * 1000, now_ms, 1000, dtype=np.int64)  # 3h of 1s samples
+    busy = [
+        SeriesSamples(
+            make_labels({"__name__": "busy", "job": "j", "instance": f"i{k}"}),
+            ts,
+            100.0 + k + 10 * np.sin(np.arange(ts.size) / (60 + k)),
+        )
+        for k in range(30)
+    ]
+    port = free_port()
+    with FakePrometheus(busy) as fake:
+        fake.read_gate.set()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"""
+server:
+  listen_address: "127.0.0.1:{port}"
+prometheus:
+  remote_read:
+    url: "{fake.url}/api/v1/read"
+    prefer_streamed: false
+  remote_write:
+    url: "{fake.url}/api/v1/write"
+state_dir: "{tmp_path / "state"}"
+targets:
+  - name: busy
+    selector: 'busy{{job="j"}}'
+    step: 1s
+    history: 3h
+    horizons: [30s, 60s]
+    model: {{kind: lstm}}
+    retrain_every: 1h
+    forecast_every: 5s
+"""
+        )
+        daemon = daemon_factory(config)
+        daemon.start()
+        # The first epoch's progress line: the training is running, its budget 48 minutes away.
+        wait_for(
+            "a training in progress", lambda: "target busy: training lstm: epoch" in daemon.log(), daemon.log
+        )
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(HANG_GUARD) == 0, daemon.log()
+    log = daemon.log()
+    (trained,) = [line for line in log.splitlines() if "target busy: trained 30 series" in line]
+    # Cut off (the stop reads as a spent budget) well before its 30 epochs, and saved.
+    match = re.search(r"lstm: budget after (\d+) epochs", trained)
+    assert match is not None and int(match.group(1)) < 30, trained
+    assert "saved to" in trained and (tmp_path / "state" / "busy.pt").exists()
+    assert log.index("stopping: no longer ready") < log.index("target busy: trained 30 series")
