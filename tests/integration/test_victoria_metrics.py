@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.daemon_config import connection_yaml
 from tests.prometheus import free_port
 from tests.victoria import VictoriaMetricsProcess
 from tsf_adapter.cli import main
@@ -60,26 +61,19 @@ def test_backfill_from_victoria_metrics_and_forecasts_written_back(tmp_path: Pat
         vm.import_series(history(now_ms))
         port = free_port()
         config = tmp_path / "config.yaml"
+        connection = connection_yaml(
+            port, f"{vm.url}/api/v1/export", f"{vm.url}/api/v1/write", tmp_path / "state", read_api="export"
+        )
         config.write_text(
-            f"""
-server:
-  listen_address: "127.0.0.1:{port}"
-prometheus:
-  remote_read:
-    api: export
-    url: "{vm.url}/api/v1/export"
-  remote_write:
-    url: "{vm.url}/api/v1/write"
-    queue:
-      batch_send_deadline: 100ms
-state_dir: "{tmp_path / "state"}"
+            connection
+            + """
 targets:
   - name: disk
     selector: 'disk_used'
     step: 1s
     history: 2m
     horizons: [10s, 20s]
-    model: {{kind: predict_linear}}
+    model: {kind: predict_linear}
     forecast_every: 1s
     retrain_every: 1m
 """

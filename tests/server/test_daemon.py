@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from tests.daemon_config import connection_yaml
 from tests.prometheus import free_port
 from tsf_adapter.cli import main
 from tsf_adapter.core.selector import Selector
@@ -154,19 +155,10 @@ def config_text(port: int, fake: FakePrometheus, state: Path, *, mode: str, disk
     retrain_every: 10s
     forecast_every: 1s
 """
-    return f"""
-server:
-  listen_address: "127.0.0.1:{port}"
-prometheus:
-  remote_read:
-    url: "{fake.url}/api/v1/read"
-    prefer_streamed: false
-  remote_write:
-    url: "{fake.url}/api/v1/write"
-    queue:
-      batch_send_deadline: 100ms
-      flush_deadline: 10s
-state_dir: "{state}"
+    connection = connection_yaml(port, f"{fake.url}/api/v1/read", f"{fake.url}/api/v1/write", state)
+    return (
+        connection
+        + f"""
 output:
   mode: {mode}
 targets:
@@ -181,6 +173,7 @@ targets:
     forecast_every: 1s
     threshold: {{value: 0, direction: below}}
 """
+    )
 
 
 class Daemon:
@@ -436,24 +429,19 @@ def test_sigterm_during_a_training_ends_it_saves_the_model_and_exits_0(
     with FakePrometheus(busy) as fake:
         fake.read_gate.set()
         config = tmp_path / "config.yaml"
+        connection = connection_yaml(
+            port, f"{fake.url}/api/v1/read", f"{fake.url}/api/v1/write", tmp_path / "state"
+        )
         config.write_text(
-            f"""
-server:
-  listen_address: "127.0.0.1:{port}"
-prometheus:
-  remote_read:
-    url: "{fake.url}/api/v1/read"
-    prefer_streamed: false
-  remote_write:
-    url: "{fake.url}/api/v1/write"
-state_dir: "{tmp_path / "state"}"
+            connection
+            + """
 targets:
   - name: busy
-    selector: 'busy{{job="j"}}'
+    selector: 'busy{job="j"}'
     step: 1s
     history: 3h
     horizons: [30s, 60s]
-    model: {{kind: lstm}}
+    model: {kind: lstm}
     retrain_every: 1h
     forecast_every: 5s
 """
