@@ -8,20 +8,25 @@ the receiver at the new selectors in one go: no received sample can slip in
 between, which matters for aggregating targets (a step finalised by a new sample
 would make the older backfilled samples late).
 
-A target whose read fails is logged and starts with what it receives: an
-unreachable Prometheus must not keep the daemon from forecasting at all.
+A read that fails in a way worth retrying (unreachable, 5xx, a cut-off body) is tried again,
+``BACKFILL_ATTEMPTS`` times in all, after 1, 2, 4... seconds (or the server's ``Retry-After``, at
+most ``MAX_RETRY_WAIT_S``); one the server refused for good (4xx) is not. A target whose read
+still fails is logged and starts with what it receives: an unreachable Prometheus must not keep
+the daemon from forecasting at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 
 from tsf_adapter.config import TargetConfig
+from tsf_adapter.core.errors import RecoverableError
 from tsf_adapter.core.selector import Selector
 from tsf_adapter.core.series import SeriesSamples
 from tsf_adapter.remote.ingest import Ingester
@@ -29,6 +34,10 @@ from tsf_adapter.remote.read_client import RemoteReadClient
 from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.backfill")
+
+# Tries of one target's read when it fails in a way worth retrying; the waits double from 1 s.
+BACKFILL_ATTEMPTS: Final = 4
+MAX_RETRY_WAIT_S: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +52,44 @@ class Backfilled:
         return sum(len(s) for s in self.series)
 
 
+async def read_with_retries(
+    client: RemoteReadClient,
+    spec: TargetConfig,
+    start_ms: int,
+    end_ms: int,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> list[SeriesSamples]:
+    """``client.read`` of one target, retried on a ``RecoverableError`` (see the module docstring)."""
+    attempt = 1
+    while True:
+        try:
+            return await client.read(spec.selector, start_ms, end_ms)
+        except RecoverableError as exc:
+            if attempt >= BACKFILL_ATTEMPTS:
+                raise
+            wait = min(
+                MAX_RETRY_WAIT_S, exc.retry_after if exc.retry_after is not None else 2.0 ** (attempt - 1)
+            )
+            logger.warning(
+                "backfill: target %s: remote-read failed (try %d of %d), again in %gs: %s",
+                spec.name,
+                attempt,
+                BACKFILL_ATTEMPTS,
+                wait,
+                exc,
+            )
+            await sleep(wait)
+            attempt += 1
+
+
 async def read_history(
-    client: RemoteReadClient, specs: Sequence[TargetConfig], now_ms: int, *, concurrency: int = 2
+    client: RemoteReadClient,
+    specs: Sequence[TargetConfig],
+    now_ms: int,
+    *,
+    concurrency: int = 2,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> list[Backfilled]:
     """Read ``[now - history, now]`` of every spec, ``concurrency`` specs at a time, logging progress."""
     semaphore = asyncio.Semaphore(max(1, concurrency))
@@ -55,7 +100,7 @@ async def read_history(
         async with semaphore:
             start_ms = now_ms - round(spec.history * 1000)
             try:
-                series = await client.read(spec.selector, start_ms, now_ms)
+                series = await read_with_retries(client, spec, start_ms, now_ms, sleep=sleep)
             except Exception as exc:
                 series = []
                 logger.warning(
