@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -646,3 +648,34 @@ async def test_the_crossing_probability_is_calibrated_on_windows_that_have_passe
     assert env.registry.get_sample_value("tsf_adapter_probability_calibrated", labels) == 1.0
     pairs = env.registry.get_sample_value("tsf_adapter_probability_calibration_pairs", labels)
     assert pairs is not None and pairs >= 4
+
+
+def test_a_target_of_baselines_never_loads_torch() -> None:
+    """The default scope (auto) is resolved from a trained network; a baseline has none, and
+    asking must not import torch (seconds and hundreds of MiB at start, for nothing)."""
+    code = """
+import asyncio, sys
+from concurrent.futures import ThreadPoolExecutor
+from prometheus_client import CollectorRegistry
+from tsf_adapter.config import TargetConfig, decode_section
+from tsf_adapter.pipeline.metrics import DaemonMetrics
+from tsf_adapter.pipeline.runner import RunnerDeps, TargetRunner, Workers
+from tsf_adapter.store.store import Store
+
+target = decode_section(TargetConfig, {"name": "t", "selector": "m", "model": {"kind": "last_value"}})
+pool = ThreadPoolExecutor(1)
+deps = RunnerDeps(store=Store([target]), workers=Workers(ingest=pool, forecast=pool, train=pool),
+                  metrics=DaemonMetrics(CollectorRegistry()))
+
+async def main():
+    runner = TargetRunner(target, deps)
+    await runner.forecast_once()
+    await runner.train_once()
+
+asyncio.run(main())
+pool.shutdown()
+print("torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

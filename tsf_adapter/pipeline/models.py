@@ -138,20 +138,21 @@ def serving_models(forecaster: Forecaster, labels: Sequence[Labels]) -> list[str
 
 def serving_scope(forecaster: Forecaster, model_cfg: ModelConfig) -> Scope:
     """The scope the forecasts come from: the trained network's, else the configured one's start."""
-    from tsf_adapter.forecast.neural.model import AutoModel
-    from tsf_adapter.forecast.neural.trainer import NeuralForecaster
-
     if model_cfg.scope != "auto":
         return model_cfg.scope
-    models = forecaster.candidates if isinstance(forecaster, AutoModel) else [forecaster]
-    for model in models:
-        if isinstance(model, NeuralForecaster) and model.state is not None:
+    for model in neural_parts(forecaster):
+        if model.state is not None:
             return model.state.scope
     return model_cfg.initial_scope
 
 
 def neural_parts(forecaster: Forecaster) -> list[NeuralForecaster]:
-    """The networks a forecaster trains: ``auto``'s candidates, a neural model itself, or none."""
+    """The networks a forecaster trains: ``auto``'s candidates, a neural model itself, or none.
+
+    Asks the registry first, so that a baseline (or a test's stand-in) never imports torch.
+    """
+    if not registry.is_neural(forecaster.name):
+        return []
     from tsf_adapter.forecast.neural.model import AutoModel
     from tsf_adapter.forecast.neural.trainer import NeuralForecaster
 
