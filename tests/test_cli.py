@@ -279,3 +279,16 @@ def test_backtest_from_an_unreachable_prometheus_is_one_line_and_exit_1(
     (line,) = [line for line in err.splitlines() if line.startswith("tsf-adapter:")]
     assert line.startswith(f"tsf-adapter: http://127.0.0.1:{port}/api/v1/read: remote read: ")
     assert "Traceback" not in err
+
+
+def test_run_with_a_state_dir_it_cannot_write_exits_2_naming_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = tmp_path / "config.yaml"
+    config.write_text(f'state_dir: "{blocker / "models"}"\n')
+    assert run_main("run", "--config.file", str(config)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tsf-adapter: {config}: state_dir: {blocker / 'models'} is not writable by uid ")
+    assert err.count("\n") == 1

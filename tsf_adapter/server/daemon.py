@@ -74,8 +74,9 @@ def state_dir(config: Config, config_path: Path) -> Path:
     return path if path.is_absolute() else config_path.absolute().parent / path
 
 
-def check_writable(directory: Path) -> None:
-    """Create ``directory`` if needed and prove it takes a file, or raise ``ConfigError`` saying why.
+def check_writable(directory: Path, source: str = "state_dir") -> None:
+    """Create ``directory`` if needed and prove it takes a file, or raise ``ConfigError`` saying why
+    (``source`` names the setting: the config file and its key).
 
     Models are saved there after every training, an hour or more after start: a directory the
     process cannot write to (a container's user without a volume there) would otherwise fail every
@@ -89,7 +90,7 @@ def check_writable(directory: Path) -> None:
     except OSError as exc:
         who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "this process"
         raise ConfigError(
-            f"state_dir: {directory} is not writable by {who}: {exc.strerror or exc}"
+            f"{source}: {directory} is not writable by {who}: {exc.strerror or exc}"
             " (models are saved there; mount a volume or set state_dir)"
         ) from None
 
@@ -117,7 +118,7 @@ async def run_daemon(config_path: Path, *, listen: str | None = None) -> int:
     be written to.
     """
     config = read_config(config_path, listen)
-    check_writable(state_dir(config, config_path))
+    check_writable(state_dir(config, config_path), f"{config_path}: state_dir")
     daemon = Daemon(config_path, config, listen=listen)
     return await daemon.run()
 
