@@ -63,3 +63,9 @@ def test_a_bad_line_is_refused_by_its_number(line: bytes, reason: str) -> None:
     good = b'{"metric":{"__name__":"m"},"values":[1],"timestamps":[1]}\n'
     with pytest.raises(DecodeError, match="^" + reason.replace("[", r"\[")):
         decode_export(good + line + b"\n")
+
+
+def test_samples_outside_the_asked_range_are_left_out() -> None:
+    body = b'{"metric":{"__name__":"m"},"values":[1,2,3,4],"timestamps":[1000,2000,3000,4000]}\n'
+    (s,) = decode_export(body, 2000, 3000)
+    assert (s.timestamps.tolist(), s.values.tolist()) == ([2000, 3000], [2.0, 3.0])

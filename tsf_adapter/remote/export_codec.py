@@ -26,8 +26,9 @@ from tsf_adapter.core.series import Labels, SeriesSamples, make_labels
 from tsf_adapter.remote.read_codec import merge_samples
 
 
-def decode_export(body: bytes) -> list[SeriesSamples]:
-    """The series of an export response, sorted by labels, each one's samples in time order.
+def decode_export(body: bytes, start_ms: int | None = None, end_ms: int | None = None) -> list[SeriesSamples]:
+    """The series of an export response, sorted by labels, each one's samples in time order
+    (only those in ``[start_ms, end_ms]`` when given: the store may answer a little wider).
 
     >>> body = b'{"metric":{"__name__":"up"},"values":[1,0],"timestamps":[2000,1000]}\\n'
     >>> [(dict(s.labels), s.timestamps.tolist(), s.values.tolist()) for s in decode_export(body)]
@@ -51,7 +52,7 @@ def decode_export(body: bytes) -> list[SeriesSamples]:
         runs.setdefault(labels, []).append((ts[order], vs[order]))
     out = []
     for labels in sorted(runs):
-        timestamps, values = merge_samples(runs[labels])
+        timestamps, values = merge_samples(runs[labels], start_ms, end_ms)
         out.append(SeriesSamples(labels, timestamps, values))
     return out
 

@@ -265,15 +265,12 @@ class RemoteReadClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RecoverableError(f"export read: {type(exc).__name__}: {exc}", url=url) from exc
         try:
-            result = await _maybe_in_thread(len(body), decode_export, body)
+            result = await _maybe_in_thread(len(body), decode_export, body, start_ms, end_ms)
         except DecodeError as exc:
             raise RemoteError(f"export read: {exc}", url=url) from None
         self.stats.samples_responses += 1
         self.stats.samples += sum(len(s) for s in result)
-        return [
-            SeriesSamples(s.labels, *merge_samples([(s.timestamps, s.values)], start_ms, end_ms))
-            for s in result
-        ]
+        return result
 
     async def _read_samples(self, resp: aiohttp.ClientResponse) -> list[SeriesSamples]:
         body = await resp.read()
