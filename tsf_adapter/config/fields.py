@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Annotated
 
 from tsf_adapter.core.series import LABEL_NAME_RE
-from tsf_adapter.core.units import Duration, format_duration
+from tsf_adapter.core.units import spelled
 
 
 class Check(Enum):
@@ -55,10 +55,8 @@ def show(value: object) -> str:
 def show_seconds(seconds: float) -> str:
     """Seconds as a Prometheus duration (``1h30m``), the way durations are written in the config:
     as the user spelt it where it came from the config (``Duration``)."""
-    if isinstance(seconds, Duration):
-        return seconds.text
     try:
-        return format_duration(seconds)
+        return spelled(seconds)
     except ValueError:  # sub-millisecond values given as plain numbers
         return f"{seconds}s"
 

@@ -168,6 +168,15 @@ class Duration(float):
         return (Duration, (float(self), self._text))
 
 
+def spelled(seconds: float) -> str:
+    """A duration as the config wrote it (a :class:`Duration`), else in the canonical spelling.
+
+    >>> spelled(Duration.parse("24h")), spelled(86400.0)
+    ('24h', '1d')
+    """
+    return seconds.text if isinstance(seconds, Duration) else format_duration(seconds)
+
+
 def parse_size(text: str) -> int:
     """Bytes in a size such as ``16MiB``, ``1GB``, ``512KiB``, ``1024B`` or ``1024``.
 

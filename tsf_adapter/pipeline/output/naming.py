@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 from tsf_adapter.core.series import METRIC_NAME_LABEL, Labels
-from tsf_adapter.core.units import Duration, format_duration
+from tsf_adapter.core.units import spelled
 
 FORECAST_SUFFIX: Final = ":forecast"
 THRESHOLD_SUFFIX: Final = ":forecast_threshold_seconds"
@@ -50,10 +50,11 @@ def horizon_label(seconds: float) -> str:
     """``horizon`` (and ``within``) label value: the duration as the config spells it, ``"24h"``;
     a duration not from the config in the canonical Prometheus spelling, ``"1h30m"``.
 
+    >>> from tsf_adapter.core.units import Duration
     >>> horizon_label(Duration.parse("24h")), horizon_label(86400.0), horizon_label(5400.0)
     ('24h', '1d', '1h30m')
     """
-    return seconds.text if isinstance(seconds, Duration) else format_duration(seconds)
+    return spelled(seconds)
 
 
 def quantile_label(q: float) -> str:
