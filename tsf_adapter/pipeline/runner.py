@@ -95,6 +95,7 @@ from tsf_adapter.pipeline.models import (
 )
 from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder, ModelInfo, horizon_label
 from tsf_adapter.pipeline.output.thresholds import limit_grid
+from tsf_adapter.pipeline.status import Outcome, RunnerStatus, describe
 from tsf_adapter.pipeline.targets import threshold_target
 from tsf_adapter.store.store import Store
 
@@ -195,6 +196,7 @@ class TargetRunner:
         # The model reads the threshold's headroom: every batch it fits and forecasts on carries it.
         self.headroom = target.model.headroom and target.threshold is not None
         self.fitted = False  # a model exists (trained here or loaded)
+        self.status = RunnerStatus()
         self.next_forecast = -math.inf
         self.next_train = -math.inf
         self.training: asyncio.Task[bool] | None = None
@@ -242,6 +244,7 @@ class TargetRunner:
             )
             return False
         self.fitted = True
+        self.status.trained_at = found.meta.saved_at
         self.deps.metrics.model_trained.labels(self.name).set(found.meta.saved_at)
         logger.info(
             "target %s: loaded %s model of %d series from %s%s",
@@ -305,10 +308,13 @@ class TargetRunner:
     async def train_once(self) -> bool:
         """One training: read the grid, fit on the train thread, save. Never raises (but cancel)."""
         self.deps.metrics.training_in_progress.labels(self.name).set(1)
+        self.status.training_since = self.deps.clock.time()
         try:
             return await self._train_once()
         finally:
             self.deps.metrics.training_in_progress.labels(self.name).set(0)
+            self.status.training_since = None
+            self.status.epoch = None
 
     async def _train_once(self) -> bool:
         metrics = self.deps.metrics
@@ -327,6 +333,9 @@ class TargetRunner:
         except Exception as exc:
             metrics.training_failures.labels(self.name).inc()
             log_failure(f"target {self.name}: training failed", exc)
+            self.status.last_training = Outcome(
+                self.deps.clock.time(), time.monotonic() - start, error=describe(exc)
+            )
             return False
         elapsed = time.monotonic() - start
         now = self.deps.clock.time()
@@ -339,6 +348,8 @@ class TargetRunner:
         for report in reports:
             metrics.training_stopped.labels(self.name, report.stopped).inc()
         summary = fit_summary(self.forecaster)
+        self.status.last_training = Outcome(now, elapsed, detail=summary)
+        self.status.trained_at = now
         logger.info(
             "target %s: trained %d series in %.1fs%s%s",
             self.name,
@@ -352,6 +363,7 @@ class TargetRunner:
     def _on_epoch(self, model: str, p: EpochProgress) -> None:
         """Train thread, after every epoch: a log line at most every ``PROGRESS_LOG_EVERY_S`` (info),
         every epoch at debug."""
+        self.status.epoch = (model, p)
         now = time.monotonic()
         level = logging.DEBUG
         if now - self._progress_logged >= PROGRESS_LOG_EVERY_S:
@@ -441,9 +453,13 @@ class TargetRunner:
         except Exception as exc:
             metrics.forecast_errors.labels(self.name).inc()
             log_failure(f"target {self.name}: forecast failed", exc)
+            self.status.last_forecast = Outcome(
+                self.deps.clock.time(), time.monotonic() - start, error=describe(exc)
+            )
             return None
         self.latest = out
         elapsed = time.monotonic() - start
+        self.status.last_forecast = Outcome(now_ms / 1000.0, elapsed)
         metrics.series.labels(self.name).set(batch.n_series)
         metrics.model_series.labels(self.name).set(by_model)
         metrics.forecast_samples.labels(self.name).inc(len(out) + sum(len(p) for p in out.paths))

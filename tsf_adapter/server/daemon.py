@@ -56,6 +56,7 @@ from tsf_adapter.pipeline.targets import receiver_selectors, store_specs
 from tsf_adapter.remote.queue import QueueCollector, WriteQueue
 from tsf_adapter.remote.read_client import RemoteReadClient
 from tsf_adapter.remote.write_client import RemoteWriteClient
+from tsf_adapter.server.api import add_api_routes
 from tsf_adapter.server.app import INGEST_EXECUTOR, INGESTER, build_app
 from tsf_adapter.server.self_metrics import ReloadMetrics
 from tsf_adapter.store.store import Store
@@ -204,6 +205,7 @@ class Daemon:
         )
         if config.output.mode == "exposition":
             app.router.add_get("/forecasts", self._forecasts_handler)
+        add_api_routes(app, self, app[INGEST_EXECUTOR])
         app.router.add_post("/-/reload", self._reload_handler)
         app.router.add_put("/-/reload", self._reload_handler)
         self.app = app

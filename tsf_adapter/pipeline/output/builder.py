@@ -50,6 +50,7 @@ from tsf_adapter.pipeline.output.thresholds import (
     threshold_probability,
     threshold_seconds,
 )
+from tsf_adapter.pipeline.output.view import ForecastView
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -94,6 +95,8 @@ class ForecastOutput:
     paths: list[SeriesSamples] = field(default_factory=list)
     ended: list[Labels] = field(default_factory=list)
     skipped: int = 0  # input series without a metric name, which get no output
+    # The same forecast per input series (paths, thresholds, models), for the REST API.
+    view: ForecastView | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -261,6 +264,7 @@ class ForecastOutputBuilder:
             texts.extend(e.forecast_text)
             names.extend(e.forecast_names)
 
+        thresholds = seconds = probability = None
         if self.target.threshold is not None:
             thresholds = self._thresholds(batch, limits)[keep]
             anchor = batch.values[keep, -1] if batch.n_steps else np.full(len(keep), np.nan)
@@ -321,6 +325,22 @@ class ForecastOutputBuilder:
                 for q, row in enumerate(e.path):
                     paths.append(_Path(row, stamps, prediction[k, q, : self._max_steps]))
 
+        view = ForecastView(
+            target=self.target.name,
+            made_ms=now_ms,
+            origin_ms=batch.end_ms,
+            step_ms=batch.step_ms,
+            quantiles=tuple(self.target.quantiles),
+            horizons=tuple(h for _, h in self._horizons),
+            labels=tuple(batch.labels[k] for k in keep),
+            paths=prediction[:, :, : self._max_steps],
+            last=batch.values[keep, -1] if batch.n_steps else np.full(len(keep), np.nan),
+            models=tuple(infos[k] for k in keep),
+            thresholds=thresholds,
+            seconds=seconds,
+            probability=probability,
+            errors=errors,
+        )
         return ForecastOutput(
             target=self.target.name,
             timestamp_ms=now_ms,
@@ -331,6 +351,7 @@ class ForecastOutputBuilder:
             paths=paths,
             ended=[] if self.staleness is None else self.staleness.ended(labels),
             skipped=n_series - len(kept),
+            view=view,
         )
 
     def _model_infos(

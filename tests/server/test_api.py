@@ -1,0 +1,344 @@
+"""The REST API of a running daemon (``tsf-adapter run`` as a process) beside a fake Prometheus.
+
+Every answer is checked against the OpenAPI document the daemon serves (jsonschema, the
+document's own schemas), and every route the daemon serves under ``/api/v1/`` must be in it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from tests.daemon_config import connection_yaml
+from tests.live_daemon import Daemon, FakePrometheus, wait_for
+from tests.prometheus import free_port
+from tsf_adapter.core.series import SeriesSamples, make_labels
+from tsf_adapter.server.openapi import document
+
+
+def _history(now_ms: int) -> list[SeriesSamples]:
+    """100 one-second samples: three falling disks (threshold 0 below) and two load series."""
+    ts = [now_ms - 1000 * k for k in range(100, 0, -1)]
+    out = []
+    # Reach 0 two minutes after the end, four minutes after, and not within the 5m horizon (a
+    # forecast made later is that much closer: the test has minutes before the order could change).
+    for mount, start, slope in (("a", 219.0, 1.0), ("b", 699.0, 1.0), ("c", 169.5, 0.5)):
+        labels = make_labels({"__name__": "disk", "job": "j", "mount": mount})
+        out.append(SeriesSamples(labels, ts, [start - slope * i for i in range(100)]))
+    for inst, base in (("a", 100.0), ("b", 50.0)):
+        values = [base + 0.5 * i + 3 * math.sin(i / 4) for i in range(100)]
+        out.append(SeriesSamples(make_labels({"__name__": "load", "job": "j", "instance": inst}), ts, values))
+    return out
+
+
+TARGETS = """
+output:
+  mode: exposition
+targets:
+  - name: disk
+    selector: 'disk{job="j"}'
+    step: 1s
+    history: 10m
+    horizons: [1m, 5m]
+    model: {kind: predict_linear}
+    forecast_every: 1s
+    threshold: {value: 0, direction: below}
+  - name: load
+    selector: 'load{job="j"}'
+    step: 1s
+    history: 2m
+    horizons: [2s, 4s]
+    model: {kind: lstm}
+    retrain_every: 1h
+    forecast_every: 1s
+"""
+
+
+class Live:
+    def __init__(self, url: str, daemon: Daemon, fake: FakePrometheus) -> None:
+        self.url = url
+        self.daemon = daemon
+        self.fake = fake
+
+    def call(self, method: str, path: str, body: object = None, raw: bytes | None = None) -> tuple[int, Any]:
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    tmp = tmp_path_factory.mktemp("api")
+    port = free_port()
+    with FakePrometheus(_history(int(time.time() * 1000))) as fake:
+        fake.read_gate.set()
+        config = tmp / "config.yaml"
+        connection = connection_yaml(port, f"{fake.url}/api/v1/read", f"{fake.url}/api/v1/write", tmp / "s")
+        config.write_text(connection + TARGETS)
+        daemon = Daemon(config, tmp / "daemon.log")
+        daemon.start()
+        live = Live(f"http://127.0.0.1:{port}", daemon, fake)
+
+        def trained() -> bool:
+            try:
+                status, body = live.call("GET", "/api/v1/models")
+            except OSError:
+                return False
+            return status == 200 and any(m["fitted"] for m in body["data"] if m["target"] == "load")
+
+        try:
+            wait_for("a trained model", trained, daemon.log)
+            wait_for("lstm forecasts", lambda: _series(live, "load")[0]["model"] == "lstm", daemon.log)
+            yield live
+        finally:
+            daemon.stop()
+
+
+def _series(live: Live, target: str) -> list[dict[str, Any]]:
+    status, body = live.call("GET", f"/api/v1/series?target={target}")
+    assert status == 200, body
+    return list(body["data"]["series"])
+
+
+# --- the document -------------------------------------------------------------------------------
+
+DOC = document()
+REGISTRY: Registry[Any] = Registry().with_resource(
+    "urn:api", Resource.from_contents(DOC, default_specification=DRAFT202012)
+)
+
+
+def check(path: str, method: str, status: int, body: Any) -> None:
+    """``body`` validates against the documented response of ``method path`` at ``status``."""
+    responses = DOC["paths"][path][method]["responses"]
+    assert str(status) in responses, f"{method} {path} answered an undocumented {status}: {body}"
+    schema = responses[str(status)]["content"]["application/json"]["schema"]
+    # Refs point into the document's components: resolve them against the whole document.
+    validator = Draft202012Validator({"$id": "urn:check", "allOf": [_rebase(schema)]}, registry=REGISTRY)
+    errors = sorted(validator.iter_errors(body), key=str)
+    assert not errors, f"{method} {path} {status}: {errors[0].message} at {list(errors[0].absolute_path)}"
+
+
+def _rebase(schema: Any) -> Any:
+    """``#/components/...`` refs made absolute into the registered document."""
+    if isinstance(schema, dict):
+        return {k: ("urn:api" + v if k == "$ref" else _rebase(v)) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_rebase(v) for v in schema]
+    return schema
+
+
+def test_the_document_is_served_and_lists_every_api_route(live: Live) -> None:
+    status, served = live.call("GET", "/api/v1/openapi.json")
+    assert status == 200
+    assert served == json.loads(json.dumps(DOC))
+    Draft202012Validator.check_schema({"$defs": DOC["components"]["schemas"]})
+    from tsf_adapter.server.api import PREFIX
+
+    documented = {(m.upper(), p) for p, ops in DOC["paths"].items() for m in ops}
+    assert all(p.startswith(PREFIX) for _, p in documented)
+    for method, path in documented:
+        probe = path.replace("{id}", "x").replace("{name}", "disk")
+        if method == "GET":
+            assert live.call(method, probe)[0] != 405, path
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def test_targets_say_what_each_target_is_and_how_it_is_doing(live: Live) -> None:
+    status, body = live.call("GET", "/api/v1/targets")
+    check("/api/v1/targets", "get", status, body)
+    targets = {t["name"]: t for t in body["data"]}
+    assert set(targets) == {"disk", "load"}
+    disk, load = targets["disk"], targets["load"]
+    assert disk["horizons"] == ["1m", "5m"] and disk["quantiles"] == ["0.1", "0.5", "0.9"]
+    assert disk["threshold"] == {"value": 0.0, "selector": None, "on": [], "ratio": 1.0, "direction": "below"}
+    assert disk["series"] == 3 and disk["stored_series"] == 3
+    assert disk["model"]["trains"] is False and disk["training"]["next_at"] is None
+    assert disk["forecast"]["last"]["error"] is None and disk["forecast"]["every_seconds"] == 1.0
+    assert load["model"] == {
+        "kind": "lstm",
+        "scope": "auto",
+        "serving_scope": "per_series",
+        "trains": True,
+        "fitted": True,
+        "trained_at": load["model"]["trained_at"],
+    }
+    assert load["model"]["trained_at"] > 0
+    last = load["training"]["last"]
+    assert last["error"] is None and "lstm:" in last["detail"] and last["duration_seconds"] > 0
+    assert load["models_in_use"] == {"lstm": 2}
+
+
+def test_series_come_soonest_to_the_threshold_first_and_page(live: Live) -> None:
+    status, body = live.call("GET", "/api/v1/series?target=disk")
+    check("/api/v1/series", "get", status, body)
+    rows = body["data"]["series"]
+    assert [r["labels"]["mount"] for r in rows] == ["a", "c", "b"]
+    assert body["data"]["total"] == 3
+    a, c, b = rows
+    assert 0 < a["time_to_threshold_seconds"] < c["time_to_threshold_seconds"] < 300
+    assert b["time_to_threshold_seconds"] is None  # not within the longest horizon
+    assert a["threshold"] == 0.0 and a["model"] == "predict_linear"
+    assert a["name"] == 'disk{job="j",mount="a"}'
+    assert set(a["threshold_probability"]) == {"1m", "5m"}
+
+    _, page = live.call("GET", "/api/v1/series?target=disk&limit=1&offset=1")
+    assert [r["labels"]["mount"] for r in page["data"]["series"]] == ["c"]
+    assert page["data"]["total"] == 3 and page["data"]["limit"] == 1
+    _, by_name = live.call("GET", "/api/v1/series?sort=name")
+    names = [r["name"] for r in by_name["data"]["series"]]
+    assert names == sorted(names) and len(names) == 5
+    _, matched = live.call("GET", "/api/v1/series?match=" + urllib.parse.quote('{mount=~"a|b"}'))
+    assert {r["labels"]["mount"] for r in matched["data"]["series"]} == {"a", "b"}
+    _, searched = live.call("GET", "/api/v1/series?search=INSTANCE%3D%22B")
+    assert [r["labels"] for r in searched["data"]["series"]] == [
+        {"__name__": "load", "instance": "b", "job": "j"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("limit=0", "limit: must be from 1 to 1000 (got 0)"),
+        ("limit=x", "limit: must be a whole number (got 'x')"),
+        ("offset=-1", "offset: must be at least 0 (got -1)"),
+        ("sort=size", "sort: must be one of time_to_threshold, probability, name (got 'size')"),
+        ("match=%7B", "match: "),
+    ],
+)
+def test_bad_series_queries_get_400_with_the_reason(live: Live, query: str, reason: str) -> None:
+    status, body = live.call("GET", f"/api/v1/series?{query}")
+    check("/api/v1/series", "get", status, body)
+    assert status == 400 and body["errorType"] == "bad_data"
+    assert body["error"].startswith(reason)
+
+
+def test_unknown_target_and_series_are_404(live: Live) -> None:
+    status, body = live.call("GET", "/api/v1/series?target=nope")
+    check("/api/v1/series", "get", status, body)
+    assert status == 404 and body["error"] == "no target named 'nope'"
+    status, body = live.call("GET", "/api/v1/series/0123456789abcdef")
+    check("/api/v1/series/{id}", "get", status, body)
+    assert status == 404
+
+
+def test_one_series_has_history_forecast_paths_and_crossing_times(live: Live) -> None:
+    row = _series(live, "disk")[0]
+    status, body = live.call("GET", f"/api/v1/series/{row['id']}")
+    check("/api/v1/series/{id}", "get", status, body)
+    s = body["data"]
+    assert s["id"] == row["id"] and s["labels"]["mount"] == "a"
+    forecast = s["forecast"]
+    assert set(forecast["quantiles"]) == {"0.1", "0.5", "0.9"}
+    assert all(len(path) == 300 for path in forecast["quantiles"].values())  # 5m at 1s
+    history = s["history"]
+    assert history["step_seconds"] == 1.0
+    values = [v for v in history["values"] if v is not None]
+    assert values[-1] == 120.0  # the newest stored sample of mount a (219 - 99)
+    # The origin is the newest step the forecast saw: the history's last.
+    assert forecast["origin"] == history["start"] + history["step_seconds"] * (len(history["values"]) - 1)
+    # predict_linear of a line continues it: one step on, 120 - 1.
+    assert forecast["quantiles"]["0.5"][0] == pytest.approx(119.0)
+    assert s["time_to_threshold_by_quantile"]["0.5"] == s["time_to_threshold_seconds"]
+
+
+def test_models_say_where_each_model_is_and_how_it_trained(live: Live) -> None:
+    status, body = live.call("GET", "/api/v1/models")
+    check("/api/v1/models", "get", status, body)
+    models = {m["target"]: m for m in body["data"]}
+    assert models["disk"]["trains"] is False and models["disk"]["file"] is None
+    load = models["load"]
+    assert load["file"].endswith("load.pt") and load["file_bytes"] > 0
+    assert load["series_by_model"] == {"lstm": 2} and load["retrain_every_seconds"] == 3600.0
+
+
+# --- changing -----------------------------------------------------------------------------------
+
+
+def test_retrain_starts_a_training_now(live: Live) -> None:
+    before = _load_model(live)["last_training"]["at"]
+    status, body = live.call("POST", "/api/v1/targets/load/retrain")
+    check("/api/v1/targets/{name}/retrain", "post", status, body)
+    assert status == 202 and body["data"] == {"target": "load", "training": "started"}
+    wait_for("a second training", lambda: _load_model(live)["last_training"]["at"] > before, live.daemon.log)
+    status, body = live.call("POST", "/api/v1/targets/disk/retrain")
+    check("/api/v1/targets/{name}/retrain", "post", status, body)
+    assert status == 400 and body["error"] == "target disk: model predict_linear does not train"
+    status, body = live.call("POST", "/api/v1/targets/nope/retrain")
+    assert status == 404
+
+
+def _load_model(live: Live) -> dict[str, Any]:
+    return next(m for m in live.call("GET", "/api/v1/models")[1]["data"] if m["target"] == "load")
+
+
+def test_an_ad_hoc_forecast_of_posted_samples_changes_nothing(live: Live) -> None:
+    now = time.time()
+    samples = [[now - 60 + k, 10.0 - 0.1 * k] for k in range(60)]
+    before = _series(live, "disk")
+    request = {"target": "disk", "series": [{"labels": {"mount": "z"}, "samples": samples}], "horizon": "5s"}
+    status, body = live.call("POST", "/api/v1/forecast", request)
+    check("/api/v1/forecast", "post", status, body)
+    assert status == 200, body
+    (one,) = body["data"]["series"]
+    assert one["labels"] == {"mount": "z"} and one["model"] == "predict_linear"
+    median = one["quantiles"]["0.5"]
+    assert len(median) == 5 and median[0] < samples[-1][1]  # the line keeps falling
+    assert [r["id"] for r in _series(live, "disk")] == [r["id"] for r in before]
+
+
+def test_an_ad_hoc_forecast_uses_a_trained_model_for_series_it_knows(live: Live) -> None:
+    status, body = live.call("POST", "/api/v1/forecast", {"target": "load", "selector": 'load{instance="a"}'})
+    check("/api/v1/forecast", "post", status, body)
+    assert status == 200, body
+    (one,) = body["data"]["series"]
+    assert one["model"] == "lstm" and len(one["quantiles"]["0.9"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("request_body", "status", "reason"),
+    [
+        ({"series": []}, 400, "target: must name a configured target"),
+        ({"target": "nope", "series": []}, 404, "no target named 'nope'"),
+        ({"target": "load", "selector": "load", "horizon": "1m"}, 400, "horizon 1m is longer than"),
+        ({"target": "load", "horizon": "5"}, 400, "horizon: "),
+        ({"target": "load"}, 400, "body: give either series"),
+        ({"target": "load", "series": [{"samples": [[1, 2, 3]]}]}, 400, "series[0].samples: must be"),
+        ({"target": "load", "series": [{"labels": {"a": 1}, "samples": []}]}, 400, "series[0].labels"),
+        ({"target": "load", "series": [{"samples": []}]}, 400, "no samples to forecast from"),
+        ({"target": "load", "extra": 1}, 400, "body: unknown keys ['extra']"),
+        ({"target": "load", "selector": "load{"}, 400, ""),
+    ],
+)
+def test_bad_ad_hoc_requests_get_the_right_status(
+    live: Live, request_body: dict[str, Any], status: int, reason: str
+) -> None:
+    got, body = live.call("POST", "/api/v1/forecast", request_body)
+    check("/api/v1/forecast", "post", got, body)
+    assert got == status and body["error"].startswith(reason), body
+
+
+def test_a_body_that_is_not_json_is_400(live: Live) -> None:
+    status, body = live.call("POST", "/api/v1/forecast", raw=b"{not json")
+    assert status == 400 and body["error"].startswith("body: not JSON")
+    assert live.daemon.proc is not None and live.daemon.proc.poll() is None
+    assert "Traceback" not in live.daemon.log()

@@ -1,0 +1,79 @@
+"""REST API answers that depend on a moment a live daemon cannot be held at: before it is ready,
+and while a training runs. The API runs in process on a real aiohttp server, over runners of the
+scheduler tests' fake model (its fit waits on a gate the test opens)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.pipeline.test_scheduler import T0, Env, FakeModel, env, pools, runner
+from tsf_adapter.config import Config
+from tsf_adapter.core.lifecycle import Readiness
+from tsf_adapter.pipeline.scheduler import Scheduler
+from tsf_adapter.remote.read_client import RemoteReadClient
+from tsf_adapter.server.api import add_api_routes
+from tsf_adapter.store.store import Store
+
+__all__ = ["env", "pools"]  # fixtures, used by name
+
+
+@dataclass
+class State:
+    config: Config
+    scheduler: Scheduler | None
+    store: Store
+    reader: RemoteReadClient | None
+    state: Readiness
+
+
+async def serve(aiohttp_client: Any, env: Env, state: State) -> Any:
+    app = web.Application()
+    add_api_routes(app, state, env.deps.workers.ingest)
+    return await aiohttp_client(app)
+
+
+async def test_every_route_answers_503_until_the_daemon_is_ready(aiohttp_client: Any, env: Env) -> None:
+    state = State(Config(), None, env.store, None, Readiness(ready=False))
+    client = await serve(aiohttp_client, env, state)
+    for method, path in (("GET", "/api/v1/targets"), ("GET", "/api/v1/series"), ("POST", "/api/v1/forecast")):
+        resp = await client.request(method, path)
+        assert resp.status == 503
+        body = await resp.json()
+        assert body == {
+            "status": "error",
+            "errorType": "unavailable",
+            "error": "not ready: the daemon is starting (backfill) or stopping",
+        }
+    resp = await client.get("/api/v1/openapi.json")  # the document needs nothing of the daemon
+    assert resp.status == 200
+
+
+async def test_retrain_while_a_training_runs_is_409_and_the_status_shows_it(
+    aiohttp_client: Any, env: Env
+) -> None:
+    env.put("a", T0, 1.0)
+    model = FakeModel((0.1, 0.5, 0.9))
+    model.gate = threading.Event()
+    scheduler = Scheduler(env.deps)
+    scheduler.runners["t"] = r = runner(env, model)
+    client = await serve(
+        aiohttp_client, env, State(Config(), scheduler, env.store, None, Readiness(ready=True))
+    )
+
+    resp = await client.post("/api/v1/targets/t/retrain")
+    assert resp.status == 202
+    resp = await client.post("/api/v1/targets/t/retrain")
+    assert resp.status == 409
+    assert (await resp.json())["error"] == "target t: a training is already running"
+    (target,) = (await (await client.get("/api/v1/targets")).json())["data"]
+    assert target["training"]["running"] is True and target["training"]["since"] == pytest.approx(T0)
+    model.gate.set()
+    assert r.training is not None and await r.training
+    (target,) = (await (await client.get("/api/v1/targets")).json())["data"]
+    assert target["training"]["running"] is False
+    assert target["training"]["last"]["error"] is None and target["model"]["trained_at"] == T0
