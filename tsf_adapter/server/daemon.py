@@ -5,7 +5,8 @@ reverse, as aiohttp's ``cleanup_ctx`` does, also when a later step fails):
 
 1. executors (forecast, train; the receiver brings the ingest thread) and torch's thread count;
 2. the HTTP client session, and the remote-write queue (``output.mode: remote_write``);
-3. the HTTP server: probes, ``/metrics``, ``/forecasts`` (exposition) and the receiver, which
+3. the HTTP server: the status page at ``/`` and the REST API (``/api/v1/``), probes,
+   ``/metrics``, ``/forecasts`` (exposition) and the receiver, which
    answers 503 to writes until ready, so Prometheus keeps and resends them after the backfill;
 4. saved models loaded, every target's history backfilled by remote-read, then **ready**;
 5. one runner per target (see :mod:`tsf_adapter.pipeline.scheduler`).
@@ -59,6 +60,7 @@ from tsf_adapter.remote.write_client import RemoteWriteClient
 from tsf_adapter.server.api import add_api_routes
 from tsf_adapter.server.app import INGEST_EXECUTOR, INGESTER, build_app
 from tsf_adapter.server.self_metrics import ReloadMetrics
+from tsf_adapter.server.status_page import add_status_page
 from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.daemon")
@@ -206,6 +208,7 @@ class Daemon:
         if config.output.mode == "exposition":
             app.router.add_get("/forecasts", self._forecasts_handler)
         add_api_routes(app, self, app[INGEST_EXECUTOR])
+        add_status_page(app)
         app.router.add_post("/-/reload", self._reload_handler)
         app.router.add_put("/-/reload", self._reload_handler)
         self.app = app
