@@ -82,6 +82,16 @@ def test_the_document_is_served_and_lists_every_api_route(live: Live) -> None:
 # --- reading ------------------------------------------------------------------------------------
 
 
+def test_status_says_the_daemon_is_ready_and_how_the_config_loaded(live: Live) -> None:
+    status, body = live.call("GET", "/api/v1/status")
+    check("/api/v1/status", "get", status, body)
+    s = body["data"]
+    assert s["ready"] is True and s["stopping"] is False and s["targets"] == 2
+    assert s["stored_series"] == 5 and s["config_file"].endswith("config.yaml")
+    assert s["last_reload"]["successful"] is True and s["last_reload"]["error"] is None
+    assert s["time"] == pytest.approx(s["wall_time"], abs=5)  # a real daemon runs on the wall clock
+
+
 def test_targets_say_what_each_target_is_and_how_it_is_doing(live: Live) -> None:
     status, body = live.call("GET", "/api/v1/targets")
     check("/api/v1/targets", "get", status, body)

@@ -5,14 +5,16 @@ scheduler tests' fake model (its fit waits on a gate the test opens)."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from tests.pipeline.test_scheduler import T0, Env, FakeModel, env, pools, runner
+from tests.pipeline.test_scheduler import T0, Env, FakeClock, FakeModel, env, pools, runner
 from tsf_adapter.config import Config
+from tsf_adapter.core.clock import Clock
 from tsf_adapter.core.lifecycle import Readiness
 from tsf_adapter.pipeline.scheduler import Scheduler
 from tsf_adapter.remote.read_client import RemoteReadClient
@@ -24,11 +26,16 @@ __all__ = ["env", "pools"]  # fixtures, used by name
 
 @dataclass
 class State:
-    config: Config
     scheduler: Scheduler | None
     store: Store
-    reader: RemoteReadClient | None
     state: Readiness
+    config: Config = field(default_factory=Config)
+    config_path: Path = Path("config.yaml")
+    reader: RemoteReadClient | None = None
+    clock: Clock = field(default_factory=lambda: FakeClock())
+    started_at: float = T0
+    reloaded_at: float = T0
+    reload_error: str | None = None
 
 
 async def serve(aiohttp_client: Any, env: Env, state: State) -> Any:
@@ -38,7 +45,7 @@ async def serve(aiohttp_client: Any, env: Env, state: State) -> Any:
 
 
 async def test_every_route_answers_503_until_the_daemon_is_ready(aiohttp_client: Any, env: Env) -> None:
-    state = State(Config(), None, env.store, None, Readiness(ready=False))
+    state = State(None, env.store, Readiness(ready=False))
     client = await serve(aiohttp_client, env, state)
     for method, path in (("GET", "/api/v1/targets"), ("GET", "/api/v1/series"), ("POST", "/api/v1/forecast")):
         resp = await client.request(method, path)
@@ -51,6 +58,10 @@ async def test_every_route_answers_503_until_the_daemon_is_ready(aiohttp_client:
         }
     resp = await client.get("/api/v1/openapi.json")  # the document needs nothing of the daemon
     assert resp.status == 200
+    resp = await client.get("/api/v1/status")  # tells starting from broken
+    assert resp.status == 200
+    status = (await resp.json())["data"]
+    assert status["ready"] is False and status["targets"] == 0 and status["time"] == T0
 
 
 async def test_retrain_while_a_training_runs_is_409_and_the_status_shows_it(
@@ -62,7 +73,7 @@ async def test_retrain_while_a_training_runs_is_409_and_the_status_shows_it(
     scheduler = Scheduler(env.deps)
     scheduler.runners["t"] = r = runner(env, model)
     client = await serve(
-        aiohttp_client, env, State(Config(), scheduler, env.store, None, Readiness(ready=True))
+        aiohttp_client, env, State(scheduler, env.store, Readiness(ready=True), clock=env.clock)
     )
 
     resp = await client.post("/api/v1/targets/t/retrain")

@@ -76,6 +76,8 @@ def test_the_page_shows_targets_series_and_the_chart_of_a_clicked_series(
     p, problems = page
     p.goto(live.url + "/", wait_until="load")
     p.wait_for_selector("#targets tbody tr[data-target='load']", timeout=WAIT_MS)
+    assert p.locator("#state").inner_text() == "ready"
+    assert p.locator("#version").inner_text().startswith("v")
     targets = p.locator("#targets tbody tr")
     assert targets.count() == 2
     load = p.locator("#targets tbody tr[data-target='load']").inner_text()
@@ -83,7 +85,7 @@ def test_the_page_shows_targets_series_and_the_chart_of_a_clicked_series(
 
     # The series, soonest to the threshold first: disk a, then c; b is beyond the horizon.
     p.wait_for_function("document.querySelectorAll('#series tbody tr').length === 5", timeout=WAIT_MS)
-    names = p.locator("#series tbody tr td.name").all_inner_texts()
+    names = [n.replace("\u200b", "") for n in p.locator("#series tbody tr td.name").all_inner_texts()]
     assert names[:3] == ['disk{job="j",mount="a"}', 'disk{job="j",mount="c"}', 'disk{job="j",mount="b"}']
     assert "beyond horizon" in p.locator("#series tbody tr").nth(2).inner_text()
 
@@ -117,9 +119,15 @@ def test_the_page_shows_targets_series_and_the_chart_of_a_clicked_series(
     # Search narrows the table.
     p.fill("#search", 'mount="c"')
     p.wait_for_function("document.querySelectorAll('#series tbody tr').length === 1", timeout=WAIT_MS)
-    assert p.locator("#series tbody tr td.name").inner_text() == 'disk{job="j",mount="c"}'
+    assert (
+        p.locator("#series tbody tr td.name").inner_text().replace("\u200b", "") == 'disk{job="j",mount="c"}'
+    )
     p.fill("#search", "")
     p.wait_for_function("document.querySelectorAll('#series tbody tr').length === 5", timeout=WAIT_MS)
+
+    # Axis and table numbers: storage sizes from bytes to petabytes, no digit lost.
+    shown = p.evaluate("[1e14, 1.5e9, 120, 0.5, 73.6e12].map(tsfChart.formatValue)")
+    assert shown == ["100T", "1.5G", "120", "0.5", "73.6T"]
 
     shot = os.environ.get("TSF_SCREENSHOT")
     if shot:

@@ -2,6 +2,7 @@
 
 Routes (described in full by the OpenAPI document at ``/api/v1/openapi.json``, :mod:`.openapi`):
 
+- ``GET /api/v1/status``: the daemon: version, ready, its schedule's clock, the last reload;
 - ``GET /api/v1/targets``: every target with its settings and health (training, forecasts, errors);
 - ``GET /api/v1/series?target=&match=&search=&sort=&limit=&offset=``: the series of the latest
   forecasts, soonest to reach their threshold first, one page at a time;
@@ -15,7 +16,10 @@ Routes (described in full by the OpenAPI document at ``/api/v1/openapi.json``, :
 The API reads what the runners already keep (their latest :class:`ForecastView` and
 :class:`RunnerStatus`): a request costs no forecast and never waits on a training. Only a series'
 history is read from the store, on the ingest thread that owns it. Before the daemon is ready
-(backfill) every route answers 503.
+(backfill) every route but ``status`` answers 503.
+
+Times are unix seconds of the schedule's clock (``status.time``): the wall clock, except in the
+demo, whose simulated time runs ahead; a client reads "how long ago" against ``status.time``.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
+from tsf_adapter import __version__
 from tsf_adapter.config import Config, TargetConfig
+from tsf_adapter.core.clock import Clock
 from tsf_adapter.core.errors import InputError, RemoteError, SelectorError
 from tsf_adapter.core.lifecycle import Readiness
 from tsf_adapter.core.selector import Selector, parse_selector
@@ -64,10 +71,15 @@ class DaemonState(Protocol):
     """What the API reads of the running daemon (``server.daemon.Daemon``)."""
 
     config: Config
+    config_path: Path
     scheduler: Scheduler | None
     store: Store
     reader: RemoteReadClient | None
     state: Readiness
+    clock: Clock
+    started_at: float
+    reloaded_at: float
+    reload_error: str | None
 
 
 class BadRequest(Exception):
@@ -82,6 +94,7 @@ def add_api_routes(app: web.Application, daemon: DaemonState, ingest: Executor) 
     """Register every ``/api/v1/`` route of the REST API on ``app``."""
     api = Api(daemon, ingest)
     app.router.add_get(f"{PREFIX}/openapi.json", api.openapi)
+    app.router.add_get(f"{PREFIX}/status", api.status)
     app.router.add_get(f"{PREFIX}/targets", api.guard(api.targets))
     app.router.add_get(f"{PREFIX}/series", api.guard(api.series))
     app.router.add_get(f"{PREFIX}/series/{{id}}", api.guard(api.one_series))
@@ -132,6 +145,32 @@ class Api:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.Response(text=self._document, content_type=js.JSON_TYPE)
+
+    # --- the daemon ------------------------------------------------------------------------------
+
+    async def status(self, request: web.Request) -> web.Response:
+        """Answers before ready too: it is how a page or a script tells starting from broken."""
+        d = self.daemon
+        runners = [] if d.scheduler is None else list(d.scheduler.runners.values())
+        return js.success(
+            {
+                "version": __version__,
+                "ready": d.state.ready and d.scheduler is not None,
+                "stopping": d.state.stopping,
+                "time": d.clock.time(),
+                "wall_time": time.time(),
+                "started_at": d.started_at,
+                "config_file": str(d.config_path),
+                "last_reload": {
+                    "successful": d.reload_error is None,
+                    "success_at": d.reloaded_at,
+                    "error": d.reload_error,
+                },
+                "targets": len(runners),
+                "training": sum(r.status.training_since is not None for r in runners),
+                "stored_series": d.store.n_series,
+            }
+        )
 
     # --- targets ---------------------------------------------------------------------------------
 

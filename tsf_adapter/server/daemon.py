@@ -146,6 +146,10 @@ class Daemon:
         self.registry.register(StoreCollector(self.store))
         self.reloads = ReloadMetrics(self.registry)
         self.reloads.record(True, time.time())  # the config it starts with loaded
+        self.started_at = time.time()
+        # Why the last reload failed; None when it succeeded (or none was tried).
+        self.reload_error: str | None = None
+        self.reloaded_at = self.started_at  # the last successful (re)load
         self._reloading = asyncio.Lock()
         self.queue: WriteQueue | None = None
         self.reader: RemoteReadClient | None = None
@@ -336,7 +340,11 @@ class Daemon:
         """
         async with self._reloading:
             error = await self._reload()
-        self.reloads.record(error is None, time.time())
+        now = time.time()
+        self.reloads.record(error is None, now)
+        self.reload_error = error
+        if error is None:
+            self.reloaded_at = now
         return error
 
     async def _reload(self) -> str | None:

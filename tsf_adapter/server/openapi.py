@@ -192,6 +192,28 @@ _SCHEMAS["SeriesDetail"] = {
     ]
 }
 
+_SCHEMAS["Status"] = _obj(
+    {
+        "version": {"type": "string"},
+        "ready": {"type": "boolean"},
+        "stopping": {"type": "boolean"},
+        "time": {"type": "number", "description": "Now, on the schedule's clock."},
+        "wall_time": {"type": "number"},
+        "started_at": {"type": "number", "description": "Wall clock."},
+        "config_file": {"type": "string"},
+        "last_reload": _obj(
+            {
+                "successful": {"type": "boolean"},
+                "success_at": {"type": "number", "description": "Wall clock, of the last good (re)load."},
+                "error": _NULLABLE_STRING,
+            }
+        ),
+        "targets": {"type": "integer"},
+        "training": {"type": "integer", "description": "Targets training now."},
+        "stored_series": {"type": "integer"},
+    }
+)
+
 _SCHEMAS["Model"] = _obj(
     {
         "target": {"type": "string"},
@@ -266,6 +288,14 @@ def _param(
 def document() -> dict[str, Any]:
     """The OpenAPI document, as a JSON-ready dict."""
     paths: dict[str, Any] = {
+        "/api/v1/status": {
+            "get": {
+                "summary": "The daemon: version, readiness, its clock and the last config reload.",
+                "description": "Answers while starting too. Every time in this API is unix seconds of"
+                " the daemon's schedule clock, `time` here: the wall clock but in the demo.",
+                "responses": {"200": _success(_ref("Status"), "The daemon's state.")},
+            }
+        },
         "/api/v1/targets": {
             "get": {
                 "summary": "Every target with its settings and health.",

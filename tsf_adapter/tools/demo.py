@@ -246,6 +246,8 @@ class DemoRun:
                 f" {format_eta(opts.catch_up)} until it reaches now ({_clock_text(clock.time())} UTC ->"
                 f" {_clock_text(time.time())} UTC)"
             )
+        t(f"  status:     {url}/  (the status page: targets, series, charts)")
+        t(f"  API:        {url}/api/v1/openapi.json")
         t(f"  forecasts:  {url}/forecasts")
         t(f"  metrics:    {url}/metrics")
         t(f"  readiness:  {url}/-/ready")

@@ -4,8 +4,15 @@
 "use strict";
 
 const REFRESH_MS = 15000;
-const PAGE = 50;
+const PAGE = 25;
 const view = { offset: 0, total: 0, selected: null, search: "", target: "" };
+// The daemon's schedule clock minus this browser's: times in the API are on the daemon's clock
+// (the wall clock, or the demo's simulated time), so "how long ago" is read against it.
+let clockOffset = 0;
+
+function now() {
+  return Date.now() / 1000 + clockOffset;
+}
 
 async function api(path) {
   const resp = await fetch("api/v1/" + path, { headers: { Accept: "application/json" } });
@@ -32,7 +39,7 @@ function duration(seconds) {
 }
 
 function ago(at) {
-  return at === null || at === undefined ? "never" : duration(Date.now() / 1000 - at) + " ago";
+  return at === null || at === undefined ? "never" : duration(now() - at) + " ago";
 }
 
 function setState(text, cls) {
@@ -56,7 +63,7 @@ function trainingText(t) {
       `${tsfChart.formatValue(e.validation_loss)}, ${duration(e.elapsed_seconds)}${budget}`, "busy"];
   }
   if (t.waiting_for_history) return ["waiting for history", "muted"];
-  return ["next in " + duration(tr.next_at - Date.now() / 1000), ""];
+  return ["next in " + duration(tr.next_at - now()), ""];
 }
 
 function renderTargets(targets) {
@@ -94,7 +101,8 @@ function renderSeries(data) {
     const row = document.createElement("tr");
     row.dataset.id = s.id;
     if (s.id === view.selected) row.classList.add("selected");
-    cell(row, s.name, "name");
+    // Break long names between labels rather than inside a value.
+    cell(row, s.name.replace(/",/g, '",\u200b'), "name");
     cell(row, s.target);
     cell(row, s.model);
     cell(row, tsfChart.formatValue(s.last_value), "num");
@@ -158,12 +166,22 @@ async function select(id) {
 
 // --- wiring ----------------------------------------------------------------------------------
 
+function renderStatus(st) {
+  clockOffset = st.time - Date.now() / 1000;
+  document.getElementById("version").textContent = "v" + st.version;
+  const reload = st.last_reload;
+  if (!reload.successful) return setState("config reload failed: " + reload.error, "bad");
+  setState(st.ready ? "ready" : st.stopping ? "stopping" : "starting", st.ready ? "ok" : "bad");
+}
+
 async function refresh() {
   try {
+    const st = await api("status");
+    renderStatus(st);
+    if (!st.ready) return;
     renderTargets(await api("targets"));
     await loadSeries();
     if (view.selected) await select(view.selected);
-    setState("ready", "ok");
   } catch (err) {
     setState(String(err.message), "bad");
   }

@@ -20,10 +20,15 @@ function formatValue(v) {
   const a = Math.abs(v);
   const units = [[1e15, "P"], [1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
   for (const [size, unit] of units) {
-    if (a >= size) return (v / size).toPrecision(3).replace(/\.?0+$/, "") + unit;
+    if (a >= size) return trimZeros((v / size).toPrecision(3)) + unit;
   }
   if (a !== 0 && a < 0.01) return v.toExponential(2);
   return String(Number(v.toPrecision(4)));
+}
+
+// "1.50" -> "1.5", "100" stays "100": only zeros after a decimal point go.
+function trimZeros(text) {
+  return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
 }
 
 function formatTime(seconds, span) {
