@@ -193,3 +193,20 @@ def test_every_mistake_is_reported_one_line_each(tmp_path: Path) -> None:
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"web\.yml: cannot read config file: No such file"):
         load_web_config(tmp_path / "web.yml")
+
+
+def test_the_shipped_example_loads(tmp_path: Path, certs: Certificates) -> None:
+    """deploy/web-config.example.yml, with its files made real, is a valid web config."""
+    example = Path(__file__).resolve().parents[2] / "deploy" / "web-config.example.yml"
+    path = tmp_path / "web.yml"
+    path.write_bytes(example.read_bytes())
+    for mine, theirs in [
+        ("server.crt", "tsf-adapter.crt"),
+        ("server.key", "tsf-adapter.key"),
+        ("ca.crt", "ca.crt"),
+    ]:
+        (tmp_path / theirs).write_bytes((certs.server_crt.parent / mine).read_bytes())
+    (tmp_path / "healthcheck.token").write_text("token\n")
+    config = load_web_config(path)
+    assert config.auth_required and config.tls_server_config is not None
+    assert bcrypt.checkpw(b"change-me", config.basic_auth_users["prometheus"].encode())
