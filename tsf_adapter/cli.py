@@ -30,6 +30,8 @@ from tsf_adapter.core.units import parse_duration
 from tsf_adapter.server.app import REGISTRY, build_app
 from tsf_adapter.server.logs import FORMATS, LEVELS, setup_logging
 from tsf_adapter.server.loop import run
+from tsf_adapter.server.web_config import load_web_config, probe_ssl_context, read_bearer_token
+from tsf_adapter.server.web_guard import WebGuard
 from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter")
@@ -39,6 +41,7 @@ RECEIVE_ALL = '{__name__=~".+"}'
 # What `run` reads when --config.file / --web.listen-address are not given (a container's settings).
 CONFIG_ENV = "TSF_ADAPTER_CONFIG"
 LISTEN_ENV = "TSF_ADAPTER_LISTEN_ADDRESS"
+WEB_CONFIG_ENV = "TSF_ADAPTER_WEB_CONFIG"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -103,6 +106,19 @@ def _daemon_flags(parser: argparse.ArgumentParser, *, config_required: bool) -> 
         default=os.environ.get(LISTEN_ENV),
         help=f"host:port, overrides server.listen_address (default: ${LISTEN_ENV}, else the config's)",
     )
+    _web_config_flag(parser)
+
+
+def _web_config_flag(parser: argparse.ArgumentParser) -> None:
+    """``--web.config.file``: TLS, basic auth and headers, in Prometheus's web config format."""
+    web_env = os.environ.get(WEB_CONFIG_ENV)
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        type=Path,
+        default=None if web_env is None else Path(web_env),
+        help=f"TLS and authentication of the HTTP server (default: ${WEB_CONFIG_ENV}, else none)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"series to keep, repeatable (default: ingest.selectors, else {RECEIVE_ALL})",
     )
     receive.add_argument("--step", type=float, default=60.0, help="grid step in seconds (default 60)")
+    _web_config_flag(receive)
     receive.set_defaults(func=_cmd_receive)
 
     daemon = sub.add_parser(
@@ -148,7 +165,8 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 0 when a running daemon answers /-/healthy (a container's HEALTHCHECK)",
         description=(
             "Probe the daemon's /-/healthy at its listen address: --web.listen-address, else"
-            f" ${LISTEN_ENV}, else server.listen_address of --config.file (or ${CONFIG_ENV})."
+            f" ${LISTEN_ENV}, else server.listen_address of --config.file (or ${CONFIG_ENV});"
+            " over HTTPS and with the bearer token when the web config has them."
         ),
     )
     _daemon_flags(health, config_required=False)
@@ -257,12 +275,18 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_healthcheck(args: argparse.Namespace) -> int:
     """0 when ``/-/healthy`` answers 200 at the daemon's listen address, else 1 with the reason."""
     listen = args.listen or _load(args.config).server.listen_address
+    web_config = load_web_config(args.web_config)
+    context = probe_ssl_context(web_config)
     try:
-        url = probe_url(listen) + "/-/healthy"
+        url = probe_url(listen, "http" if context is None else "https") + "/-/healthy"
     except ValueError as exc:
         raise ConfigError(f"--web.listen-address: {exc}") from None
+    request = urllib.request.Request(url)
+    token = read_bearer_token(web_config, str(args.web_config))
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token.decode()}")
     try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+        with urllib.request.urlopen(request, timeout=args.timeout, context=context) as resp:
             status = resp.status
     except urllib.error.HTTPError as exc:
         status = exc.code
@@ -276,18 +300,20 @@ def _cmd_healthcheck(args: argparse.Namespace) -> int:
     return 0
 
 
-def probe_url(listen: str) -> str:
+def probe_url(listen: str, scheme: str = "http") -> str:
     """Where to reach a server listening on ``listen`` from the same host: every address is loopback.
 
     >>> probe_url(":9201"), probe_url("0.0.0.0:80"), probe_url("[::]:9201"), probe_url("10.0.0.5:9201")
     ('http://127.0.0.1:9201', 'http://127.0.0.1:80', 'http://[::1]:9201', 'http://10.0.0.5:9201')
+    >>> probe_url(":9201", "https")
+    'https://127.0.0.1:9201'
     """
     host, port = split_host_port(listen)
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _count(n: int, noun: str) -> str:
@@ -299,11 +325,11 @@ def _cmd_receive(args: argparse.Namespace) -> int:
     texts = args.selector or [str(s) for s in config.ingest.selectors] or [RECEIVE_ALL]
     selectors = [parse_selector(t) for t in texts]
     listen = args.listen or config.server.listen_address
+    guard = WebGuard.from_file(args.web_config)
     targets = [TargetConfig(name=f"ingest-{i}", selector=s, step=args.step) for i, s in enumerate(selectors)]
     _check_grid(targets[0])
-    return run(
-        _serve_receiver(config, Store(targets, max_series=config.ingest.max_series), selectors, listen)
-    )
+    store = Store(targets, max_series=config.ingest.max_series)
+    return run(_serve_receiver(config, store, selectors, listen, guard))
 
 
 def _check_grid(target: TargetConfig) -> None:
@@ -319,16 +345,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here: the daemon pulls in the scheduler and models, which `receive` never needs.
     from tsf_adapter.server.daemon import run_daemon
 
-    return run(run_daemon(args.config, listen=args.listen))
+    return run(run_daemon(args.config, listen=args.listen, web_config=args.web_config))
 
 
-async def _serve_receiver(config: Config, store: Store, selectors: Sequence[Selector], listen: str) -> int:
+async def _serve_receiver(
+    config: Config, store: Store, selectors: Sequence[Selector], listen: str, guard: WebGuard
+) -> int:
     state = Readiness(ready=False)
     app = build_app(config, store, selectors=selectors, state=state)
+    guard.install(app)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     host, port = split_host_port(listen)
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=guard.ssl_context)
     try:
         await site.start()
     except OSError as exc:
@@ -336,8 +365,9 @@ async def _serve_receiver(config: Config, store: Store, selectors: Sequence[Sele
         logger.error("cannot listen on %s: %s", listen, exc)
         return 1
     state.ready = True
+    scheme = "http" if guard.ssl_context is None else "https"
     for address in runner.addresses:
-        logger.info("receiver listening on http://%s:%s/api/v1/write", *address[:2])
+        logger.info("receiver listening on %s://%s:%s/api/v1/write", scheme, *address[:2])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -11,7 +11,7 @@ layer can take a config type without loading the store, the models or the wire.
 
 from __future__ import annotations
 
-from tsf_adapter.config.decoder import config_from_dict, decode_section, load_config
+from tsf_adapter.config.decoder import config_from_dict, decode_section, load_config, read_yaml
 from tsf_adapter.config.fields import (
     ByteSize,
     Check,
@@ -85,4 +85,5 @@ __all__ = [
     "config_from_dict",
     "decode_section",
     "load_config",
+    "read_yaml",
 ]

@@ -59,6 +59,13 @@ def load_config(path: str | Path) -> Config:
     Relative file paths inside (``password_file``, ``ca_file``...) are taken from the config
     file's directory, as Prometheus does, and stored absolute.
     """
+    data = read_yaml(path)
+    return config_from_dict(data, str(path), base_dir=Path(path).absolute().parent)
+
+
+def read_yaml(path: str | Path) -> object:
+    """A YAML file's plain data, read strictly (no key twice, YAML 1.2 booleans); every failure is
+    a ``ConfigError`` naming the file. Shared by every config file the daemon reads."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -78,7 +85,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{source}: invalid YAML{where}: {err.problem}{context}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: invalid YAML: {' '.join(str(err).split())}") from err
-    return config_from_dict(data, source, base_dir=Path(path).absolute().parent)
+    return data
 
 
 def config_from_dict(data: object, source: str = "<dict>", *, base_dir: Path | None = None) -> Config:

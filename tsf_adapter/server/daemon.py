@@ -16,7 +16,8 @@ training ends early and saves its model); the write queue flushes within
 ``queue.flush_deadline``; the server closes; exit 0.
 
 SIGHUP or ``POST /-/reload`` (what config-reloader sidecars call; 200, or 500 with the reason):
-reload the config file. A bad file is logged and the running config kept; reloads run one at a
+reload the config file and the web config file (``--web.config.file``: users, token, headers and
+certificates; see :mod:`.web_guard`). A bad file is logged and the running config kept; reloads run one at a
 time, and ``tsf_adapter_config_last_reload_successful`` says how the last one went.
 Targets equal to their running config keep their runner, model and history; changed
 and new ones get a new runner (a saved model is reused only when its settings hash
@@ -61,6 +62,8 @@ from tsf_adapter.server.api import add_api_routes
 from tsf_adapter.server.app import INGEST_EXECUTOR, INGESTER, build_app
 from tsf_adapter.server.self_metrics import ReloadMetrics
 from tsf_adapter.server.status_page import add_status_page
+from tsf_adapter.server.web_config import load_web_config
+from tsf_adapter.server.web_guard import WebGuard
 from tsf_adapter.store.store import Store
 
 logger = logging.getLogger("tsf_adapter.daemon")
@@ -113,16 +116,16 @@ def read_config(config_path: Path, listen: str | None = None) -> Config:
     return dataclasses.replace(config, server=dataclasses.replace(config.server, listen_address=listen))
 
 
-async def run_daemon(config_path: Path, *, listen: str | None = None) -> int:
+async def run_daemon(config_path: Path, *, listen: str | None = None, web_config: Path | None = None) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 when the listener cannot start.
 
     ``listen`` overrides the config's ``server.listen_address``, at start and at every reload.
-    Raises ``ConfigError`` when the config file is invalid at start, or its ``state_dir`` cannot
-    be written to.
+    Raises ``ConfigError`` when the config file or the web config file is invalid at start, or
+    the ``state_dir`` cannot be written to.
     """
     config = read_config(config_path, listen)
     check_writable(state_dir(config, config_path), f"{config_path}: state_dir")
-    daemon = Daemon(config_path, config, listen=listen)
+    daemon = Daemon(config_path, config, listen=listen, web_config=web_config)
     return await daemon.run()
 
 
@@ -130,10 +133,19 @@ class Daemon:
     """The running daemon's state: config, store, scheduler, outputs. One per process."""
 
     def __init__(
-        self, config_path: Path, config: Config, *, clock: Clock | None = None, listen: str | None = None
+        self,
+        config_path: Path,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        listen: str | None = None,
+        web_config: Path | None = None,
     ) -> None:
         self.config_path = config_path
         self.config = config
+        # TLS, authentication and headers of the HTTP server; raises ConfigError for a bad file.
+        self.web_config = web_config
+        self.guard = WebGuard.from_file(web_config)
         # The command line's listen address, which every reload applies again.
         self.listen = listen
         # The schedulers' clock: the real one, or the demo's simulated time.
@@ -215,18 +227,20 @@ class Daemon:
         add_status_page(app)
         app.router.add_post("/-/reload", self._reload_handler)
         app.router.add_put("/-/reload", self._reload_handler)
+        self.guard.install(app)
         self.app = app
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         host, port = split_host_port(config.server.listen_address)
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=self.guard.ssl_context).start()
         except OSError as exc:
             logger.error("cannot listen on %s: %s", config.server.listen_address, exc)
             return False
+        scheme = "http" if self.guard.ssl_context is None else "https"
         for address in runner.addresses:
-            logger.info("listening on http://%s:%s (not ready until backfilled)", *address[:2])
+            logger.info("listening on %s://%s:%s (not ready until backfilled)", scheme, *address[:2])
 
         deps = RunnerDeps(
             store=self.store,
@@ -351,6 +365,7 @@ class Daemon:
         assert self.scheduler is not None
         try:
             new = await asyncio.to_thread(read_config, self.config_path, self.listen)
+            web_config = await asyncio.to_thread(load_web_config, self.web_config)
         except ConfigError as exc:
             logger.error("reload failed, keeping the running config: %s", exc)
             return str(exc)
@@ -364,6 +379,7 @@ class Daemon:
         fresh = [t for name, t in wanted.items() if running.get(name) != t]
         gone = [name for name in running if wanted.get(name) != running[name]]
         try:
+            self.guard.update(web_config)
             for name in gone:
                 await self.scheduler.remove(name)
                 if name not in wanted:
