@@ -24,7 +24,7 @@ from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import Labels, SampleBlock, WriteItem, make_labels
 from tsf_adapter.forecast.neural.state import EpochProgress
 from tsf_adapter.pipeline.metrics import DaemonMetrics
-from tsf_adapter.pipeline.models import watch_training
+from tsf_adapter.pipeline.models import candidate_scores, watch_training
 from tsf_adapter.pipeline.output import ForecastOutput
 from tsf_adapter.pipeline.runner import RunnerDeps, TargetRunner, Workers
 from tsf_adapter.pipeline.scheduler import Scheduler
@@ -504,6 +504,9 @@ async def test_auto_serves_each_series_by_its_chosen_architecture_and_saves_the_
     for c in chosen.values():  # the served candidate is the one with the lowest backtest error
         assert set(c.scores) == {"lstm", "gru", "transformer"}
         assert c.scores[c.model] == min(c.scores.values())
+        # What the REST API shows of the series: the same scores.
+        assert candidate_scores(r.forecaster, c.labels) == pytest.approx(c.scores)
+    assert candidate_scores(runner(env, FakeModel((0.1, 0.5, 0.9))).forecaster, chosen["a"].labels) == {}
 
     again = runner(env, None, **AUTO)
     assert again.load() and again.fitted

@@ -188,6 +188,7 @@ def test_one_series_has_history_forecast_paths_and_crossing_times(live: Live) ->
     # predict_linear of a line continues it: one step on, 120 - 1.
     assert forecast["quantiles"]["0.5"][0] == pytest.approx(119.0)
     assert s["time_to_threshold_by_quantile"]["0.5"] == s["time_to_threshold_seconds"]
+    assert s["model_scores"] == {}  # only auto scores its candidates
 
 
 def test_models_say_where_each_model_is_and_how_it_trained(live: Live) -> None:

@@ -116,6 +116,25 @@ def test_the_page_shows_targets_series_and_the_chart_of_a_clicked_series(
     assert "selected" in (row.get_attribute("class") or "")
     assert p.url.endswith("#series=" + (row.get_attribute("data-id") or "?"))
 
+    # The headers sort: by name, then back to the soonest first.
+    p.click("button.sort[data-sort='name']")
+    p.wait_for_function(
+        "document.querySelector('#series tbody tr td.name').textContent.startsWith('disk') &&"
+        " document.querySelectorAll('#series tbody tr td.name')[1].textContent.includes('mount=\"b\"')",
+        timeout=WAIT_MS,
+    )
+    assert p.locator("#sort-note").inner_text() == "by name"
+    p.click("button.sort[data-sort='probability']")
+    p.wait_for_function(
+        "document.querySelector('#sort-note').textContent.startsWith('likeliest')", timeout=WAIT_MS
+    )
+    p.wait_for_function(
+        "[...document.querySelectorAll('#series tbody tr')].slice(-2)"
+        ".every((r) => r.textContent.includes('load'))",
+        timeout=WAIT_MS,
+    )
+    p.click("button.sort[data-sort='time_to_threshold']")
+
     # Search narrows the table.
     p.fill("#search", 'mount="c"')
     p.wait_for_function("document.querySelectorAll('#series tbody tr').length === 1", timeout=WAIT_MS)

@@ -136,6 +136,20 @@ def serving_models(forecaster: Forecaster, labels: Sequence[Labels]) -> list[str
     return [names[forecaster.choice[lab]] if lab in forecaster.choice else AUTO for lab in labels]
 
 
+def candidate_scores(forecaster: Forecaster, labels: Labels) -> dict[str, float]:
+    """``auto``'s backtest error of each architecture on one series (mean pinball loss in the series'
+    units, :mod:`tsf_adapter.forecast.neural.selection`), the scores it chose by; ``{}`` for any
+    other model, or a series it has not scored. A candidate that did not train scores ``inf``."""
+    if forecaster.name != AUTO:
+        return {}
+    from tsf_adapter.forecast.neural.model import AutoModel
+
+    if not isinstance(forecaster, AutoModel):
+        return {}
+    scores = forecaster.scores.get(labels, ())
+    return dict(zip((m.name for m in forecaster.candidates), scores, strict=False))
+
+
 def serving_scope(forecaster: Forecaster, model_cfg: ModelConfig) -> Scope:
     """The scope the forecasts come from: the trained network's, else the configured one's start."""
     if model_cfg.scope != "auto":

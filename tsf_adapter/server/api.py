@@ -46,7 +46,7 @@ from tsf_adapter.core.selector import Selector, parse_selector
 from tsf_adapter.core.series import Labels, SeriesSamples, format_labels
 from tsf_adapter.core.units import parse_duration, spelled
 from tsf_adapter.pipeline import adhoc
-from tsf_adapter.pipeline.models import serving_scope
+from tsf_adapter.pipeline.models import candidate_scores, serving_scope
 from tsf_adapter.pipeline.output import quantile_label
 from tsf_adapter.pipeline.output.view import ForecastView
 from tsf_adapter.pipeline.runner import TargetRunner
@@ -262,7 +262,10 @@ class Api:
             for i, labels in enumerate(view.labels):
                 if js.series_id(view.target, labels) == wanted:
                     history = await self._history(runner, labels)
-                    return js.success(js.series_detail(view, i, history))
+                    detail = js.series_detail(view, i, history)
+                    scores = candidate_scores(runner.forecaster, labels)
+                    detail["model_scores"] = {name: js.number(v) for name, v in scores.items()}
+                    return js.success(detail)
         raise BadRequest(404, f"no series with id {wanted!r} in the latest forecasts")
 
     async def _history(

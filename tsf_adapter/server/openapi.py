@@ -178,7 +178,19 @@ _SCHEMAS["SeriesDetail"] = {
                     }
                 ),
                 "time_to_threshold_by_quantile": {"type": "object", "additionalProperties": _NULLABLE_NUMBER},
-                "forecast_error": {"type": "object", "additionalProperties": _NULLABLE_NUMBER},
+                "forecast_error": {
+                    "type": "object",
+                    "additionalProperties": _NULLABLE_NUMBER,
+                    "description": "Per horizon, the rolling mean absolute error of past median forecasts"
+                    " (null until one has matured).",
+                },
+                "model_scores": {
+                    "type": "object",
+                    "additionalProperties": _NULLABLE_NUMBER,
+                    "description": "model auto: each architecture's backtest error on this series"
+                    " (mean pinball loss, in its units; null: did not train), the lowest serves it."
+                    " Empty otherwise.",
+                },
                 "history": _obj(
                     {
                         "start": {"type": "number"},
@@ -187,7 +199,7 @@ _SCHEMAS["SeriesDetail"] = {
                     }
                 ),
             },
-            required=["forecast"],
+            required=["forecast", "model_scores"],
         ),
     ]
 }

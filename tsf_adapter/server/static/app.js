@@ -5,7 +5,12 @@
 
 const REFRESH_MS = 15000;
 const PAGE = 25;
-const view = { offset: 0, total: 0, selected: null, search: "", target: "" };
+const view = { offset: 0, total: 0, selected: null, search: "", target: "", sort: "time_to_threshold" };
+const SORT_NOTES = {
+  time_to_threshold: "soonest to their threshold first",
+  probability: "likeliest to reach their threshold first",
+  name: "by name",
+};
 // The daemon's schedule clock minus this browser's: times in the API are on the daemon's clock
 // (the wall clock, or the demo's simulated time), so "how long ago" is read against it.
 let clockOffset = 0;
@@ -125,7 +130,7 @@ function renderSeries(data) {
 }
 
 async function loadSeries() {
-  const q = new URLSearchParams({ limit: PAGE, offset: view.offset });
+  const q = new URLSearchParams({ limit: PAGE, offset: view.offset, sort: view.sort });
   if (view.search) q.set("search", view.search);
   if (view.target) q.set("target", view.target);
   renderSeries(await api("series?" + q));
@@ -204,6 +209,16 @@ function start() {
     view.offset = 0;
     loadSeries().catch((err) => setState(String(err.message), "bad"));
   });
+  for (const button of document.querySelectorAll("button.sort")) {
+    button.classList.toggle("active", button.dataset.sort === view.sort);
+    button.addEventListener("click", () => {
+      view.sort = button.dataset.sort;
+      view.offset = 0;
+      for (const b of document.querySelectorAll("button.sort")) b.classList.toggle("active", b === button);
+      document.getElementById("sort-note").textContent = SORT_NOTES[view.sort];
+      loadSeries().catch((err) => setState(String(err.message), "bad"));
+    });
+  }
   document.getElementById("prev").addEventListener("click", () => {
     view.offset = Math.max(0, view.offset - PAGE);
     loadSeries();
