@@ -246,6 +246,16 @@ def test_exposition_mode_serves_the_latest_forecasts(tmp_path: Path, daemon_fact
         assert daemon.proc is not None
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(HANG_GUARD) == 0
+        # What the target learned of its own errors is kept, and taken back by the next run.
+        assert (tmp_path / "state" / "base.memory.npz").exists()
+        again = daemon_factory(config)
+        again.start()
+        wait_for(
+            "memory", lambda: "target base: loaded forecast memory of 1 series" in again.log(), again.log
+        )
+        assert again.proc is not None
+        again.proc.send_signal(signal.SIGTERM)
+        assert again.proc.wait(HANG_GUARD) == 0
 
 
 def _names(fake: FakePrometheus) -> set[str]:

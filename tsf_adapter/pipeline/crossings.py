@@ -43,6 +43,7 @@ guard read once for both).
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.plain import as_array, as_int, as_labels, as_list
 from tsf_adapter.core.series import Labels
 from tsf_adapter.pipeline.climb import ClimbGuard, climb_guard
 from tsf_adapter.pipeline.forecast_error import checked_windows
@@ -80,6 +82,9 @@ class WindowCalibration:
         self.pooled.add(raw, reached)
         self.climbing.add(raw[climbing], reached[climbing])
         self.steady.add(raw[~climbing], reached[~climbing])
+
+    def parts(self) -> dict[str, IsotonicCalibration]:
+        return {"pooled": self.pooled, "climbing": self.climbing, "steady": self.steady}
 
     def __call__(self, raw: FloatArray, climbing: BoolArray) -> FloatArray:
         out = self.pooled(raw)
@@ -251,6 +256,63 @@ class CrossingTracker:
             if not all(p.done):
                 break  # newer forecasts' windows end later
             self._pending.popleft()
+
+    # --- kept across restarts (pipeline.memory) --------------------------------------------------
+
+    def settings(self) -> list[object]:
+        """What a snapshot depends on: windows, step and direction."""
+        return [list(self.horizon_steps), self.step_ms, self.lag_steps, self.sign]
+
+    def snapshot(self) -> dict[str, object]:
+        """The calibrations' pairs and the forecasts still waiting for their windows (copies)."""
+        return {
+            "settings": self.settings(),
+            "calibrations": [
+                {name: part.snapshot() for name, part in cal.parts().items()} for cal in self.calibrations
+            ],
+            "pending": [
+                {
+                    "origin": p.origin,
+                    "labels": list(p.labels),
+                    "raw": p.raw.copy(),
+                    "thresholds": p.thresholds.copy(),
+                    "climbing": p.climbing.copy(),
+                    "done": list(p.done),
+                }
+                for p in self._pending
+            ],
+        }
+
+    def restore(self, snap: dict[str, object]) -> None:
+        """Take back a :meth:`snapshot`; ``ValueError`` (nothing changed) when it does not fit."""
+        if snap.get("settings") != self.settings():
+            raise ValueError("crossings were kept under other windows, step or direction")
+        windows = len(self.horizon_steps)
+        cals = as_list(snap["calibrations"])
+        if len(cals) != windows:
+            raise ValueError(f"{len(cals)} calibrations for {windows} windows")
+        restored = copy.deepcopy(self.calibrations)  # their settings, the snapshot's pairs
+        for cal, parts in zip(restored, cals, strict=True):
+            for name, part in cal.parts().items():
+                part.restore(parts[name])
+        pending: deque[_Pending] = deque()
+        for item in as_list(snap["pending"]):
+            labels = [as_labels(lab) for lab in as_list(item["labels"])]
+            n = len(labels)
+            done = [bool(d) for d in as_list(item["done"])]
+            if len(done) != windows:
+                raise ValueError(f"a pending forecast has {len(done)} windows, not {windows}")
+            pending.append(
+                _Pending(
+                    origin=as_int(item["origin"]),
+                    labels=labels,
+                    raw=as_array(item["raw"], (n, windows)),
+                    thresholds=as_array(item["thresholds"], (n,)),
+                    climbing=as_array(item["climbing"], (n,), np.bool_),
+                    done=done,
+                )
+            )
+        self.calibrations, self._pending = restored, pending
 
     def _resolve(
         self, p: _Pending, j: int, h: int, batch: GridBatch, start: int, index: dict[Labels, int]

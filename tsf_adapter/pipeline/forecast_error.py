@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tsf_adapter.core.grid import GridBatch
+from tsf_adapter.core.plain import as_array, as_labels, as_list, as_optional_int
 from tsf_adapter.core.series import Labels
 
 FloatArray = npt.NDArray[np.float64]
@@ -161,6 +162,45 @@ class ForecastErrorTracker:
             if row is not None:
                 out[i] = self._sum[row] / np.where(self._weight[row] > 0, self._weight[row], np.nan)
         return out
+
+    # --- kept across restarts (pipeline.memory) --------------------------------------------------
+
+    def settings(self) -> list[object]:
+        """What a snapshot depends on: one taken under other settings means something else."""
+        return [list(self.horizon_steps), self.step_ms, self.lag_steps, self.decay]
+
+    def snapshot(self) -> dict[str, object]:
+        """Everything remembered, as plain values and arrays (copies), rows compacted."""
+        order = list(self._rows.items())
+        rows = np.array([r for _, r in order], dtype=np.intp)
+        return {
+            "settings": self.settings(),
+            "head": self._head,
+            "scored": self._scored,
+            "labels": [lab for lab, _ in order],
+            "pending": [p[rows] for p in self._pending],
+            "sum": self._sum[rows],
+            "weight": self._weight[rows],
+            "last_seen": self._last_seen[rows],
+        }
+
+    def restore(self, snap: dict[str, object]) -> None:
+        """Take back a :meth:`snapshot`; ``ValueError`` (nothing changed) when it does not fit."""
+        if snap.get("settings") != self.settings():
+            raise ValueError("forecast errors were kept under other horizons or another step")
+        labels = [as_labels(lab) for lab in as_list(snap["labels"])]
+        n, width = len(labels), len(self.horizon_steps)
+        parts = as_list(snap["pending"])
+        if len(parts) != width:
+            raise ValueError(f"{len(parts)} pending rings for {width} horizons")
+        pending = [as_array(p, (n, slots)) for p, slots in zip(parts, self._slots, strict=True)]
+        total, weight = as_array(snap["sum"], (n, width)), as_array(snap["weight"], (n, width))
+        seen = as_array(snap["last_seen"], (n,), np.int64)
+        head, scored = as_optional_int(snap["head"]), as_optional_int(snap["scored"])
+        self._rows = {lab: i for i, lab in enumerate(labels)}
+        self._free, self._capacity = [], n
+        self._pending, self._sum, self._weight, self._last_seen = pending, total, weight, seen
+        self._head, self._scored = head, scored
 
     def _advance(self, origin: int) -> None:
         """Clear ring slots the new origin reuses, and forget rows unused for too long."""

@@ -50,6 +50,11 @@ ends at its next step with its best weights so far (the trainer treats that
 as a spent budget, not an error). On daemon shutdown that model is still saved,
 and it is never worse than the saved one: series whose training did not start
 keep their previous weights. A runner aborted by a reload saves nothing.
+
+Memory: the forecast errors and the crossing calibration (what the target learned from its own
+past forecasts) are written to ``state_dir/<target>.memory.npz`` every ten minutes and at a
+clean stop, and read back when the runner is created (:mod:`tsf_adapter.pipeline.memory`), so a
+restart does not reset ``m:forecast_error`` or the calibration to nothing.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ from tsf_adapter.forecast.baselines import PredictLinear
 from tsf_adapter.forecast.neural.headroom import HeadroomBatch, headroom
 from tsf_adapter.pipeline.crossings import CrossingTracker
 from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
+from tsf_adapter.pipeline.memory import SAVE_EVERY_S as MEMORY_SAVE_EVERY_S
+from tsf_adapter.pipeline.memory import load_memory, memory_path, save_memory
 from tsf_adapter.pipeline.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, SKIP_WAITING, DaemonMetrics
 from tsf_adapter.pipeline.models import (
     fit_summary,
@@ -204,6 +211,8 @@ class TargetRunner:
         self.latest: ForecastOutput | None = None
         self._task: asyncio.Task[None] | None = None
         self.model_path = None if deps.state_dir is None else deps.state_dir / f"{self.name}.pt"
+        self.memory_path = None if deps.state_dir is None else memory_path(deps.state_dir, self.name)
+        self._memory_saved = time.monotonic()  # the last save (or load) of the forecast memory
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -225,6 +234,36 @@ class TargetRunner:
             await asyncio.gather(self._task, return_exceptions=True)
         if self.training is not None:
             await asyncio.gather(self.training, return_exceptions=True)
+        if not abort:
+            await self._call(self.deps.workers.forecast, self.save_memory)
+
+    def load_memory(self) -> bool:
+        """Take back the forecast errors and crossing calibration kept by a previous run (any thread,
+        before the runner starts; logs why not when a file is there but unusable)."""
+        if self.memory_path is None:
+            return False
+        kept = load_memory(self.memory_path, self.tracker, self.crossings)
+        if kept is None:
+            return False
+        self.tracker, self.crossings = kept
+        self._memory_saved = time.monotonic()
+        logger.info(
+            "target %s: loaded forecast memory of %d series from %s",
+            self.name,
+            self.tracker.n_series,
+            self.memory_path,
+        )
+        return True
+
+    def save_memory(self) -> None:
+        """Forecast thread (which owns the trackers): write them to ``memory_path``; never raises."""
+        self._memory_saved = time.monotonic()
+        if self.memory_path is None:
+            return
+        try:
+            save_memory(self.memory_path, self.tracker, self.crossings)
+        except Exception as exc:
+            log_failure(f"target {self.name}: saving the forecast memory failed", exc)
 
     def _train_clock(self) -> float:
         return math.inf if self._abort.is_set() or self.deps.stopping.is_set() else time.monotonic()
@@ -513,6 +552,8 @@ class TargetRunner:
             limits=limits,
             calibrate=None if crossings is None else crossings.publish,
         )
+        if time.monotonic() - self._memory_saved >= MEMORY_SAVE_EVERY_S:
+            self.save_memory()
         return out, by_model, Counter(name for name, _ in models)
 
     def model_batch(self, batch: GridBatch, limits: GridBatch | None) -> GridBatch:

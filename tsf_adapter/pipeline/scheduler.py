@@ -37,6 +37,10 @@ class Scheduler:
                 runner.load()
             except Exception as exc:  # a model file is a cache: never a reason not to run
                 log_failure(f"target {target.name}: loading the saved model failed", exc)
+            try:
+                runner.load_memory()
+            except Exception as exc:  # nor is the forecast memory
+                log_failure(f"target {target.name}: loading the forecast memory failed", exc)
         self.runners[target.name] = runner
         return runner
 

@@ -27,8 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from typing import Any, Final
 import torch
 
 from tsf_adapter import __version__
+from tsf_adapter.core.files import write_atomically
 from tsf_adapter.core.series import Labels
 from tsf_adapter.forecast.neural.state import ModelState
 
@@ -102,7 +101,6 @@ class SavedModel:
 
 def save_model(path: Path, saved: SavedModel) -> None:
     """Write ``saved`` to ``path`` atomically (temp file, fsync, rename): the old file survives a failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "magic": _MAGIC,
         "format": FORMAT_VERSION,
@@ -110,17 +108,7 @@ def save_model(path: Path, saved: SavedModel) -> None:
         "states": {name: _state_payload(state) for name, state in saved.states.items()},
         "choices": [[_plain_labels(c.labels), c.model, dict(c.scores)] for c in saved.choices],
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    write_atomically(path, lambda f: torch.save(payload, f))
 
 
 def load_model(path: Path, *, expected_hash: str | None = None) -> SavedModel | None:
@@ -178,20 +166,6 @@ def _plain_labels(labels: Labels) -> list[list[str]]:
 
 def _labels(row: Any) -> Labels:
     return tuple((str(n), str(v)) for n, v in row)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _one_line(exc: BaseException) -> str:

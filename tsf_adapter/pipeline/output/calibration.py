@@ -134,6 +134,20 @@ class IsotonicCalibration:
         out[np.isnan(raw)] = np.nan
         return out
 
+    def snapshot(self) -> dict[str, object]:
+        """The pairs kept, oldest first (a copy)."""
+        order = (self._next - self.n_pairs + np.arange(self.n_pairs)) % self.max_pairs
+        return {"raw": self._raw[order], "hit": self._hit[order]}
+
+    def restore(self, snap: dict[str, object]) -> None:
+        """Take back a :meth:`snapshot` (the newest ``max_pairs`` of it); ``ValueError`` if malformed."""
+        raw = np.asarray(snap["raw"], dtype=np.float64)
+        hit = np.asarray(snap["hit"], dtype=np.float64)
+        if raw.ndim != 1 or raw.shape != hit.shape:
+            raise ValueError(f"calibration pairs of shapes {raw.shape} and {hit.shape}")
+        self._next = self.n_pairs = 0
+        self.add(raw, hit.astype(bool))
+
     def _fit(self) -> tuple[FloatArray, FloatArray]:
         """Knots (mean raw value, observed frequency) of the isotonic fit on the binned pairs."""
         raw, hit = self._raw[: self.n_pairs], self._hit[: self.n_pairs]
