@@ -26,12 +26,13 @@ class Scheduler:
         self._removed: dict[str, StalenessTracker] = {}
 
     def add(self, target: TargetConfig, *, load: bool = True) -> TargetRunner:
-        """Create (and optionally load the saved model of) a target's runner; not started yet."""
+        """Create (and optionally load the saved state of) a target's runner, and hold it; not started."""
+        return self.adopt(self.build(target, load=load))
+
+    def build(self, target: TargetConfig, *, load: bool = True) -> TargetRunner:
+        """A runner for ``target`` with its saved model and forecast memory loaded (``load``), not
+        held yet: a reload builds every new runner before it changes anything (any thread)."""
         runner = TargetRunner(target, self.deps)
-        written = self._removed.pop(target.name, None)
-        if written is not None and runner.builder.staleness is not None:
-            runner.builder.staleness = written
-        self.deps.metrics.add_target(target.name)
         if load:
             try:
                 runner.load()
@@ -41,7 +42,16 @@ class Scheduler:
                 runner.load_memory()
             except Exception as exc:  # nor is the forecast memory
                 log_failure(f"target {target.name}: loading the forecast memory failed", exc)
-        self.runners[target.name] = runner
+        return runner
+
+    def adopt(self, runner: TargetRunner) -> TargetRunner:
+        """Hold a built runner under its target's name, taking over what a removed runner of that
+        name wrote (so it is neither left hanging nor ended twice). Event loop; not started."""
+        written = self._removed.pop(runner.name, None)
+        if written is not None and runner.builder.staleness is not None:
+            runner.builder.staleness = written
+        self.deps.metrics.add_target(runner.name)
+        self.runners[runner.name] = runner
         return runner
 
     def start(self) -> None:

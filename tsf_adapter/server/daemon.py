@@ -17,12 +17,18 @@ training ends early and saves its model); the write queue flushes within
 
 SIGHUP or ``POST /-/reload`` (what config-reloader sidecars call; 200, or 500 with the reason):
 reload the config file and the web config file (``--web.config.file``: users, token, headers and
-certificates; see :mod:`.web_guard`). A bad file is logged and the running config kept; reloads run one at a
-time, and ``tsf_adapter_config_last_reload_successful`` says how the last one went.
-Targets equal to their running config keep their runner, model and history; changed
-and new ones get a new runner (a saved model is reused only when its settings hash
-matches) and are backfilled; removed ones stop. ``server``, ``prometheus``, ``output``
-and ``state_dir`` need a restart: a change there is logged and not applied.
+certificates; see :mod:`.web_guard`). Reloads run one at a time, and
+``tsf_adapter_config_last_reload_successful`` says how the last one went. Targets equal to their
+running config keep their runner, model and history; changed and new ones get a new runner (a
+saved model is reused only when its settings hash matches) and are backfilled; removed ones stop.
+``server``, ``prometheus``, ``output`` and ``state_dir`` need a restart: a change there is logged
+and not applied.
+
+A reload is all or nothing. First everything that can fail on its own account is done aside: the
+files are read and checked, the new runners built with their saved state, their history read.
+A failure there changes nothing. Then it is applied: the web config, the store's targets (on
+failure the store is put back on the running config's), and only then are runners stopped,
+started and the config replaced, steps that do not fail.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -48,11 +54,11 @@ from tsf_adapter.core.address import split_host_port
 from tsf_adapter.core.clock import Clock, SystemClock
 from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.lifecycle import Readiness
-from tsf_adapter.pipeline.backfill import install, read_history
+from tsf_adapter.pipeline.backfill import Backfilled, install, read_history
 from tsf_adapter.pipeline.metrics import DaemonMetrics, StoreCollector
 from tsf_adapter.pipeline.models import is_neural
 from tsf_adapter.pipeline.output import EXPOSITION_CONTENT_TYPE, markers, render_exposition
-from tsf_adapter.pipeline.runner import RunnerDeps, Workers
+from tsf_adapter.pipeline.runner import RunnerDeps, TargetRunner, Workers
 from tsf_adapter.pipeline.scheduler import Scheduler
 from tsf_adapter.pipeline.targets import receiver_selectors, store_specs
 from tsf_adapter.remote.queue import QueueCollector, WriteQueue
@@ -253,7 +259,9 @@ class Daemon:
         )
         self.scheduler = Scheduler(deps)
         stack.push_async_callback(self._stop_scheduler)
-        await self._add_targets(config.targets, config)
+        runners, history = await self._prepare(config.targets)
+        await self._install(config, history)
+        self._adopt(runners, history)
         self.state.ready = True
         logger.info("ready: %d targets, %d series", len(config.targets), self.store.n_series)
         self.scheduler.start()
@@ -285,9 +293,12 @@ class Daemon:
             saved = [r.model_path for r in self.scheduler.runners.values() if r.fitted and r.model_path]
             logger.info("runners stopped; %d models in %s", len(saved), self.scheduler.deps.state_dir)
 
-    async def _add_targets(self, targets: Iterable[TargetConfig], config: Config) -> None:
-        """Load models, backfill, and install the store's new target set; runners not started."""
-        assert self.scheduler is not None and self.reader is not None and self.app is not None
+    async def _prepare(self, targets: Iterable[TargetConfig]) -> tuple[list[TargetRunner], list[Backfilled]]:
+        """Runners for ``targets`` (saved state loaded) and their history, read by remote-read.
+
+        Changes nothing the daemon runs on: a reload that fails here leaves everything as it was.
+        """
+        assert self.scheduler is not None and self.reader is not None
         targets = list(targets)
         if any(is_neural(t.model) for t in targets) and not self._torch_ready:
             # Imported here, as torch is: a daemon of baselines never loads it.
@@ -296,27 +307,41 @@ class Daemon:
             threads = await asyncio.to_thread(set_torch_threads)
             self._torch_ready = True
             logger.info("torch uses %d threads", threads)
-        for target in targets:
-            await asyncio.to_thread(self.scheduler.add, target)
+        runners = [await asyncio.to_thread(self.scheduler.build, target) for target in targets]
         specs = store_specs(targets)
-        now_ms = int(time.time() * 1000)
         start = time.monotonic()
-        history = await read_history(self.reader, specs, now_ms, concurrency=BACKFILL_TARGETS_AT_ONCE)
+        history = await read_history(
+            self.reader, specs, int(time.time() * 1000), concurrency=BACKFILL_TARGETS_AT_ONCE
+        )
+        logger.info(
+            "backfill done: %d targets, %d samples read in %.1fs",
+            len(specs),
+            sum(item.samples for item in history),
+            time.monotonic() - start,
+        )
+        return runners, history
+
+    async def _install(self, config: Config, history: Sequence[Backfilled]) -> int:
+        """Ingest thread: the store keeps ``config``'s targets (equal grids keep their history) and
+        ``history``; the receiver lets in ``config``'s selectors. Returns the samples stored."""
+        assert self.app is not None
+        return await asyncio.get_running_loop().run_in_executor(
+            self.app[INGEST_EXECUTOR],
+            install,
+            self.store,
+            self.app[INGESTER],
+            store_specs(config.targets),
+            receiver_selectors(config),
+            history,
+        )
+
+    def _adopt(self, runners: Iterable[TargetRunner], history: Sequence[Backfilled]) -> None:
+        assert self.scheduler is not None
+        for runner in runners:
+            self.scheduler.adopt(runner)
         for item in history:
             if item.spec.name in self.scheduler.runners:  # a limits grid counts for nobody
                 self.metrics.backfill_samples.labels(item.spec.name).inc(item.samples)
-        ingester = self.app[INGESTER]
-        all_specs = store_specs(config.targets)
-        selectors = receiver_selectors(config)
-        stored = await asyncio.get_running_loop().run_in_executor(
-            self.app[INGEST_EXECUTOR], install, self.store, ingester, all_specs, selectors, history
-        )
-        logger.info(
-            "backfill done: %d targets, %d samples stored in %.1fs",
-            len(specs),
-            stored,
-            time.monotonic() - start,
-        )
 
     # --- output ----------------------------------------------------------------------------------
 
@@ -361,6 +386,15 @@ class Daemon:
             self.reloaded_at = now
         return error
 
+    async def _restore_store(self, config: Config) -> None:
+        """After a failed install: the store and the receiver back on ``config``'s targets."""
+        try:
+            await self._install(config, [])
+        except Exception as exc:  # nothing left to fall back to: say so, keep running
+            logger.error(
+                "restoring the store's targets failed: %s: %s", type(exc).__name__, exc, exc_info=exc
+            )
+
     async def _reload(self) -> str | None:
         assert self.scheduler is not None
         try:
@@ -378,21 +412,30 @@ class Daemon:
         kept = [name for name, t in wanted.items() if running.get(name) == t]
         fresh = [t for name, t in wanted.items() if running.get(name) != t]
         gone = [name for name in running if wanted.get(name) != running[name]]
+        applied = dataclasses.replace(old, targets=new.targets, ingest=new.ingest)
+        # Everything that can fail for reasons of its own (model files, remote-read, building
+        # models) is done before anything running changes.
+        try:
+            runners, history = await self._prepare(fresh)
+        except Exception as exc:
+            logger.error("reload failed, keeping the running config: %s: %s", type(exc).__name__, exc)
+            return f"{type(exc).__name__}: {exc}"
         try:
             self.guard.update(web_config)
-            for name in gone:
-                await self.scheduler.remove(name)
-                if name not in wanted:
-                    await self._end_series(name)
-            applied = dataclasses.replace(old, targets=new.targets, ingest=new.ingest)
-            await self._add_targets(fresh, applied)
-            self.config = applied
-            self.store.max_series = applied.ingest.max_series
-            for target in fresh:
-                self.scheduler.runners[target.name].start()
+            await self._install(applied, history)
         except Exception as exc:
-            logger.error("reload failed half way: %s: %s", type(exc).__name__, exc, exc_info=exc)
+            logger.error("reload failed, keeping the running config: %s: %s", type(exc).__name__, exc)
+            await self._restore_store(old)
             return f"{type(exc).__name__}: {exc}"
+        for name in gone:
+            await self.scheduler.remove(name)
+            if name not in wanted:
+                await self._end_series(name)
+        self._adopt(runners, history)
+        self.config = applied
+        self.store.max_series = applied.ingest.max_series
+        for runner in runners:
+            runner.start()
         logger.info(
             "reloaded %s: %d targets kept, %d started, %d stopped",
             self.config_path,
