@@ -36,6 +36,7 @@ from tsf_adapter.config.sections import (
     RemoteReadConfig,
     RemoteWriteConfig,
     ServerConfig,
+    ShardConfig,
     TLSConfig,
 )
 from tsf_adapter.config.target import (
@@ -79,6 +80,7 @@ __all__ = [
     "RemoteWriteConfig",
     "Seconds",
     "ServerConfig",
+    "ShardConfig",
     "TLSConfig",
     "TargetConfig",
     "ThresholdConfig",

@@ -32,6 +32,7 @@ from tsf_adapter.config.fields import (
 from tsf_adapter.config.target import LOOKBACK_S, TargetConfig
 from tsf_adapter.core.protocol import RW1_MESSAGE
 from tsf_adapter.core.selector import Selector
+from tsf_adapter.core.shard import Shard
 from tsf_adapter.core.units import format_size
 
 
@@ -216,6 +217,25 @@ class OutputConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ShardConfig:
+    """This replica's share of the series, split as Prometheus's ``hashmod`` relabelling splits them.
+
+    With ``total`` replicas, replica ``index`` keeps the series whose ``hashmod`` of the ``labels``
+    values is ``index`` (:mod:`tsf_adapter.core.shard`): what Prometheus sends it, and what its
+    backfill reads. ``labels`` default to the targets' ``threshold.on`` labels, so a series and the
+    quota it is compared with always land on the same replica.
+    """
+
+    index: int = 0
+    total: PositiveInt = 1
+    labels: tuple[str, ...] = ()
+
+    def problems(self) -> Problems:
+        if not 0 <= self.index < self.total:
+            yield "index", f"must be from 0 to total - 1 = {self.total - 1} (got {self.index})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
@@ -226,8 +246,26 @@ class Config:
     # Trained models, one file per target. Relative to the config file's directory (the daemon
     # resolves it there), so a service started from any working directory finds the same models.
     state_dir: DirPath = "./state"
+    # One replica of several, each forecasting its share of the series (none: this one does all).
+    shard: ShardConfig = field(default_factory=ShardConfig)
+
+    def shard_labels(self) -> tuple[str, ...] | None:
+        """The labels series are split by: ``shard.labels``, else the one ``threshold.on`` set the
+        targets share; None when neither gives one (a problem when ``shard.total`` > 1)."""
+        if self.shard.labels:
+            return self.shard.labels
+        ons = {t.threshold.on for t in self.targets if t.threshold is not None and t.threshold.on}
+        return ons.pop() if len(ons) == 1 else None
+
+    def shard_filter(self) -> Shard | None:
+        """What the store keeps of the series: None when this replica keeps all of them."""
+        labels = self.shard_labels()
+        if self.shard.total == 1 or labels is None:
+            return None
+        return Shard(self.shard.index, self.shard.total, labels)
 
     def problems(self) -> Problems:
+        yield from self._shard_problems()
         seen: dict[str, int] = {}
         for i, target in enumerate(self.targets):
             first = seen.setdefault(target.name, i)
@@ -242,4 +280,22 @@ class Config:
                         f"must be at most Prometheus's lookback of 5m with output mode remote_write, or the"
                         f" forecast series vanish from instant queries between writes (got {got})"
                     ),
+                )
+
+    def _shard_problems(self) -> Problems:
+        if self.shard.total == 1:
+            return
+        labels = self.shard_labels()
+        if labels is None:
+            ons = sorted({t.threshold.on for t in self.targets if t.threshold is not None and t.threshold.on})
+            why = f"the targets' threshold.on differ ({ons})" if ons else "no target has threshold.on labels"
+            yield "shard.labels", f"must name the labels series are split by: {why}"
+            return
+        for i, target in enumerate(self.targets):
+            agg = target.aggregate
+            if agg is not None and not set(labels) <= set(agg.by):
+                yield (
+                    f"targets[{i}].aggregate.by",
+                    f"must include every shard label {list(labels)}, or one group's series would be"
+                    f" split between replicas (got {list(agg.by)})",
                 )

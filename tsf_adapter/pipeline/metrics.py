@@ -265,3 +265,18 @@ class StoreCollector(Collector):
             refused.add_metric([name], target.stats.refused)
         yield kept
         yield refused
+        if self.store.shard is not None:
+            shard = self.store.shard
+            info = GaugeMetricFamily(
+                f"{NAMESPACE}_shard_info",
+                "This replica's shard: its index among the total, of the series split by these labels.",
+                labels=["index", "total", "labels"],
+            )
+            info.add_metric([str(shard.index), str(shard.total), ",".join(shard.labels)], 1.0)
+            yield info
+            other = CounterMetricFamily(
+                f"{NAMESPACE}_shard_series_skipped",
+                "Series a target selected that belong to another replica's shard, and are not kept here.",
+            )
+            other.add_metric([], self.store.other_shards)
+            yield other

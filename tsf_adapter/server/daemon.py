@@ -21,7 +21,7 @@ certificates; see :mod:`.web_guard`). Reloads run one at a time, and
 ``tsf_adapter_config_last_reload_successful`` says how the last one went. Targets equal to their
 running config keep their runner, model and history; changed and new ones get a new runner (a
 saved model is reused only when its settings hash matches) and are backfilled; removed ones stop.
-``server``, ``prometheus``, ``output`` and ``state_dir`` need a restart: a change there is logged
+``server``, ``prometheus``, ``output``, ``state_dir`` and ``shard`` need a restart: a change there is logged
 and not applied.
 
 A reload is all or nothing. First everything that can fail on its own account is done aside: the
@@ -77,7 +77,7 @@ logger = logging.getLogger("tsf_adapter.daemon")
 # Targets read at once during a backfill (each read runs remote_read.concurrency sub-queries).
 BACKFILL_TARGETS_AT_ONCE: Final = 2
 # Sections a reload cannot change in a running process.
-_RESTART_ONLY: Final = ("server", "prometheus", "output", "state_dir")
+_RESTART_ONLY: Final = ("server", "prometheus", "output", "state_dir", "shard")
 
 
 def state_dir(config: Config, config_path: Path) -> Path:
@@ -157,7 +157,7 @@ class Daemon:
         # The schedulers' clock: the real one, or the demo's simulated time.
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._stop = asyncio.Event()
-        self.store = Store([], max_series=config.ingest.max_series)
+        self.store = Store([], max_series=config.ingest.max_series, shard=config.shard_filter())
         self.state = Readiness(ready=False)
         self.registry = CollectorRegistry()
         self.metrics = DaemonMetrics(self.registry)
@@ -407,6 +407,8 @@ class Daemon:
         for section in _RESTART_ONLY:
             if getattr(new, section) != getattr(old, section):
                 logger.warning("reload: %s changed; restart to apply it", section)
+        if new.shard_filter() != self.store.shard:
+            logger.warning("reload: the labels series are sharded by changed; restart to apply it")
         running = {t.name: t for t in old.targets}
         wanted = {t.name: t for t in new.targets}
         kept = [name for name, t in wanted.items() if running.get(name) == t]

@@ -35,6 +35,7 @@ import numpy.typing as npt
 from tsf_adapter.config import TargetConfig
 from tsf_adapter.core.grid import GridBatch, grid_steps
 from tsf_adapter.core.series import Labels, stale_mask
+from tsf_adapter.core.shard import Shard
 from tsf_adapter.store.aggregate import Aggregator
 from tsf_adapter.store.ring import Ring, last_wins
 
@@ -170,9 +171,15 @@ class Store:
     [[1.0]]
     """
 
-    def __init__(self, targets: Iterable[TargetConfig], *, max_series: int | None = None) -> None:
+    def __init__(
+        self, targets: Iterable[TargetConfig], *, max_series: int | None = None, shard: Shard | None = None
+    ) -> None:
         # Series kept over all targets (``ingest.max_series``); None: no limit but the targets'.
         self.max_series = max_series
+        # This replica's share of the series (``shard``); None keeps every series.
+        self.shard = shard
+        # New series a target selected that belong to another replica's shard.
+        self.other_shards = 0
         self.targets: dict[str, TargetStore] = {}
         for target in targets:
             if target.name in self.targets:
@@ -186,6 +193,7 @@ class Store:
     def series_ref(self, labels: Labels) -> int | None:
         """Register a series that at least one target selects; None when none does.
 
+        A series of another replica's shard is not kept (None, counted in ``other_shards``).
         A new series is refused (None, counted in each selecting target's ``refused``) once the
         store keeps ``max_series``; a target that keeps its own ``max_series`` does not take it,
         and it is refused when no target does. Series already kept are never affected.
@@ -195,6 +203,9 @@ class Store:
             return ref
         wanted = [i for i, t in enumerate(self._stores) if t.target.selector.matches(labels)]
         if not wanted:
+            return None
+        if self.shard is not None and not self.shard.keeps(labels):
+            self.other_shards += 1
             return None
         store_full = self.max_series is not None and len(self._labels) >= self.max_series
         for i in wanted:
