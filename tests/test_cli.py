@@ -292,3 +292,45 @@ def test_run_with_a_state_dir_it_cannot_write_exits_2_naming_file_and_key(
     err = capsys.readouterr().err
     assert err.startswith(f"tsf-adapter: {config}: state_dir: {blocker / 'models'} is not writable by uid ")
     assert err.count("\n") == 1
+
+
+SHARDED = """
+shard: {total: 3}
+state_dir: %s
+targets:
+  - {name: d, selector: used, threshold: {selector: quota, on: [user]}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "message"),
+    [
+        (
+            ["--shard.index", "3"],
+            None,
+            "--shard.index: must be from 0 to 2, shard.total - 1 in {config} (got 3)",
+        ),
+        ([], "x", "--shard.index (or $TSF_ADAPTER_SHARD_INDEX): must be a whole number from 0 (got 'x')"),
+        (
+            ["--shard.index", "-1"],
+            None,
+            "--shard.index (or $TSF_ADAPTER_SHARD_INDEX): must be a whole number from 0 (got '-1')",
+        ),
+    ],
+)
+def test_a_shard_index_out_of_range_is_one_line_and_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flag: list[str],
+    env: str | None,
+    message: str,
+) -> None:
+    config = tmp_path / "sharded.yaml"
+    config.write_text(SHARDED % (tmp_path / "state"))
+    if env is not None:
+        monkeypatch.setenv("TSF_ADAPTER_SHARD_INDEX", env)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--config", str(config), *flag])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"tsf-adapter: {message.format(config=config)}\n"

@@ -172,3 +172,44 @@ def test_systemd_unit_runs_the_daemon_hardened_with_its_state_directory() -> Non
     }
     assert {k: service[k] for k in hardening} == hardening
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_the_sharded_statefulset_and_prometheus_split_the_series_alike(tmp_path: Path) -> None:
+    """Replicas, the config's shard.total and Prometheus's remote_write entries agree; each entry
+    sends its pod exactly the share the pod keeps (the same rules a ``Shard`` gives)."""
+    from tsf_adapter.core.shard import Shard
+
+    sharded = DEPLOY / "kubernetes" / "sharded"
+    objects = {d["kind"]: d for d in yaml.safe_load_all((sharded / "tsf-adapter.yaml").read_text())}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(objects["ConfigMap"]["data"]["config.yaml"])
+    config = load_config(config_file)
+    total = config.shard.total
+    sts = objects["StatefulSet"]["spec"]
+    assert sts["replicas"] == total == 3
+    assert objects["Service"]["spec"]["clusterIP"] == "None"  # a name per pod
+    (container,) = sts["template"]["spec"]["containers"]
+    (env,) = container["env"]
+    assert env["name"] == "TSF_ADAPTER_SHARD_INDEX"
+    assert env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    labels = config.shard_labels()
+    assert labels == ("user",)
+
+    prometheus = yaml.safe_load((sharded / "prometheus.yml").read_text())
+    entries = prometheus["remote_write"]
+    assert len(entries) == total
+    service, port = objects["Service"]["metadata"]["name"], objects["Service"]["spec"]["ports"][0]["port"]
+    selectors = {str(t.selector) for t in config.targets} | {
+        str(t.threshold.selector) for t in config.targets if t.threshold and t.threshold.selector
+    }
+    for index, entry in enumerate(entries):
+        assert entry["url"] == f"http://{sts['serviceName']}-{index}.{service}:{port}/api/v1/write"
+        keep_names, *split = entry["write_relabel_configs"]
+        assert set(keep_names["regex"].split("|")) == selectors
+        assert split == Shard(index, total, labels).write_relabel_configs()
+    result = subprocess.run(
+        [_promtool(), "check", "config", "--syntax-only", str(sharded / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -42,6 +42,7 @@ RECEIVE_ALL = '{__name__=~".+"}'
 CONFIG_ENV = "TSF_ADAPTER_CONFIG"
 LISTEN_ENV = "TSF_ADAPTER_LISTEN_ADDRESS"
 WEB_CONFIG_ENV = "TSF_ADAPTER_WEB_CONFIG"
+SHARD_INDEX_ENV = "TSF_ADAPTER_SHARD_INDEX"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -121,6 +122,19 @@ def _web_config_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _shard_index(text: str) -> int:
+    """A shard index from ``--shard.index`` or the environment: a whole number from 0."""
+    try:
+        index = int(text)
+    except ValueError:
+        index = -1
+    if index < 0:
+        raise ConfigError(
+            f"--shard.index (or ${SHARD_INDEX_ENV}): must be a whole number from 0 (got {text!r})"
+        )
+    return index
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsf-adapter", description="Forecasting daemon for Prometheus.")
     parser.add_argument("--version", action="version", version=f"tsf-adapter {__version__}")
@@ -157,6 +171,16 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     _daemon_flags(daemon, config_required=True)
+    shard_env = os.environ.get(SHARD_INDEX_ENV)
+    daemon.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        default=shard_env,
+        help=(
+            f"this replica's shard, overrides shard.index (default: ${SHARD_INDEX_ENV}, else the"
+            " config's); a StatefulSet passes each pod its ordinal"
+        ),
+    )
     daemon.set_defaults(func=_cmd_run)
 
     health = sub.add_parser(
@@ -345,7 +369,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here: the daemon pulls in the scheduler and models, which `receive` never needs.
     from tsf_adapter.server.daemon import run_daemon
 
-    return run(run_daemon(args.config, listen=args.listen, web_config=args.web_config))
+    shard_index = None if args.shard_index is None else _shard_index(args.shard_index)
+    return run(
+        run_daemon(args.config, listen=args.listen, web_config=args.web_config, shard_index=shard_index)
+    )
 
 
 async def _serve_receiver(

@@ -107,31 +107,46 @@ def check_writable(directory: Path, source: str = "state_dir") -> None:
         ) from None
 
 
-def read_config(config_path: Path, listen: str | None = None) -> Config:
-    """The config file, with ``server.listen_address`` replaced by ``listen`` (the command line's).
+def read_config(config_path: Path, listen: str | None = None, shard_index: int | None = None) -> Config:
+    """The config file, with ``server.listen_address`` replaced by ``listen`` and ``shard.index`` by
+    ``shard_index`` (the command line's: a StatefulSet gives each pod its index, not its own file).
 
-    Raises ``ConfigError`` for a bad file or a bad ``listen``.
+    Raises ``ConfigError`` for a bad file or a bad ``listen`` or ``shard_index``.
     """
     config = load_config(config_path)
-    if listen is None:
-        return config
-    try:
-        split_host_port(listen)
-    except ValueError as exc:
-        raise ConfigError(f"--web.listen-address: {exc}") from None
-    return dataclasses.replace(config, server=dataclasses.replace(config.server, listen_address=listen))
+    if listen is not None:
+        try:
+            split_host_port(listen)
+        except ValueError as exc:
+            raise ConfigError(f"--web.listen-address: {exc}") from None
+        config = dataclasses.replace(config, server=dataclasses.replace(config.server, listen_address=listen))
+    if shard_index is not None:
+        total = config.shard.total
+        if not 0 <= shard_index < total:
+            raise ConfigError(
+                f"--shard.index: must be from 0 to {total - 1}, shard.total - 1 in {config_path}"
+                f" (got {shard_index})"
+            )
+        config = dataclasses.replace(config, shard=dataclasses.replace(config.shard, index=shard_index))
+    return config
 
 
-async def run_daemon(config_path: Path, *, listen: str | None = None, web_config: Path | None = None) -> int:
+async def run_daemon(
+    config_path: Path,
+    *,
+    listen: str | None = None,
+    web_config: Path | None = None,
+    shard_index: int | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 when the listener cannot start.
 
     ``listen`` overrides the config's ``server.listen_address``, at start and at every reload.
     Raises ``ConfigError`` when the config file or the web config file is invalid at start, or
     the ``state_dir`` cannot be written to.
     """
-    config = read_config(config_path, listen)
+    config = read_config(config_path, listen, shard_index)
     check_writable(state_dir(config, config_path), f"{config_path}: state_dir")
-    daemon = Daemon(config_path, config, listen=listen, web_config=web_config)
+    daemon = Daemon(config_path, config, listen=listen, web_config=web_config, shard_index=shard_index)
     return await daemon.run()
 
 
@@ -146,6 +161,7 @@ class Daemon:
         clock: Clock | None = None,
         listen: str | None = None,
         web_config: Path | None = None,
+        shard_index: int | None = None,
     ) -> None:
         self.config_path = config_path
         self.config = config
@@ -154,6 +170,7 @@ class Daemon:
         self.guard = WebGuard.from_file(web_config)
         # The command line's listen address, which every reload applies again.
         self.listen = listen
+        self.shard_index = shard_index
         # The schedulers' clock: the real one, or the demo's simulated time.
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._stop = asyncio.Event()
@@ -398,7 +415,7 @@ class Daemon:
     async def _reload(self) -> str | None:
         assert self.scheduler is not None
         try:
-            new = await asyncio.to_thread(read_config, self.config_path, self.listen)
+            new = await asyncio.to_thread(read_config, self.config_path, self.listen, self.shard_index)
             web_config = await asyncio.to_thread(load_web_config, self.web_config)
         except ConfigError as exc:
             logger.error("reload failed, keeping the running config: %s", exc)
