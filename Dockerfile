@@ -6,11 +6,17 @@
 #   docker run ... -e TSF_ADAPTER_LISTEN_ADDRESS=:9301 -p 9301:9301 tsf-adapter    # another port
 #
 # The built-in config (deploy/container/config.yaml) expects Prometheus at http://prometheus:9090.
-# torch is installed first and pinned. By default pip takes it from PyPI (a large CUDA build on
-# x86-64); pass --build-arg TORCH_INDEX_URL=<your PyTorch CPU wheel index> for a small CPU image.
+#
+# torch is installed first, pinned, from the wheel index TORCH_INDEX_URL names; the build chooses
+# the image's compute path:
+#   docker build -t tsf-adapter .                                  # PyTorch's CPU build (default)
+#   docker build --build-arg TORCH_INDEX_URL= -t tsf-adapter:cuda .  # PyPI's build: CUDA on x86-64
+#   docker build --build-arg TORCH_INDEX_URL=<a PyTorch CUDA wheel index> -t tsf-adapter:cuda .
+# A CUDA image trains on the GPU by itself when the container has one (docker run --gpus all ...,
+# or a Kubernetes nvidia.com/gpu limit): the training device is "auto" (CUDA when present).
 FROM python:3.11-slim
 
-ARG TORCH_INDEX_URL=""
+ARG TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu"
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /opt/tsf-adapter

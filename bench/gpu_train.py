@@ -87,7 +87,7 @@ def measure(model: str, args: argparse.Namespace, device: torch.device) -> dict[
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on Ampere+")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (CPU runs only)")
     parser.add_argument("--json", help="also write the results here (default: $OUT/gpu_train.json if set)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.tiny:
         args.series, args.epochs, args.loop_series, args.device = 20, 1, 3, "cpu"
     device = select_device(args.device)
@@ -122,8 +122,13 @@ def main() -> None:
     print(" ".join(f"{c:>20}" for c in cols))
     for r in results:
         print(" ".join(f"{r[c]!s:>20}" for c in cols))
-        verdict = "met" if r["goal_met"] else "NOT met"
-        print(f"  goal ({GOAL_SERIES} models < {GOAL_SECONDS:.0f} s): {verdict}; warm-up {r['warmup_s']} s")
+        if r["series"] == GOAL_SERIES:
+            verdict = "met" if r["goal_met"] else "NOT met"
+            print(
+                f"  goal ({GOAL_SERIES} models < {GOAL_SECONDS:.0f} s): {verdict}; warm-up {r['warmup_s']} s"
+            )
+        else:
+            print(f"  goal: judged at {GOAL_SERIES} series only; warm-up {r['warmup_s']} s")
     out = args.json or (os.path.join(os.environ["OUT"], "gpu_train.json") if os.environ.get("OUT") else None)
     if out:
         with open(out, "w") as f:

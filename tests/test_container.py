@@ -161,3 +161,14 @@ def test_the_image_command_runs_against_a_temporary_root(tmp_path: Path) -> None
     assert down.returncode == 1 and down.stderr.startswith(
         f"tsf-adapter: http://127.0.0.1:{port}/-/healthy: "
     )
+
+
+def test_a_build_argument_chooses_the_torch_build_and_the_pin_stays_the_projects() -> None:
+    """CPU by default; ``--build-arg TORCH_INDEX_URL=`` (PyPI) or a CUDA index gives the GPU build.
+    Either way torch is the version CI pins (.ci/setup), installed before the package."""
+    assert one("ARG") == 'TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu"'
+    runs = [rest for word, rest in instructions() if word == "RUN"]
+    torch_install = runs[0]
+    assert '--index-url "$TORCH_INDEX_URL" torch==2.13.0' in torch_install
+    assert "pip install torch==2.13.0" in torch_install  # the empty argument: PyPI's (CUDA) build
+    assert "'torch==2.13.0'" in (ROOT / ".ci" / "setup").read_text()
