@@ -5,7 +5,8 @@ stack in the same file with the choice per series (so the choice can never disag
 weights it points at, as two files written one after the other could after a crash):
 
 - written to a temporary file in the same directory, flushed to disk, then renamed over the old
-  one, so a crash mid-write leaves the previous model intact, never half a file;
+  one, so a crash mid-write leaves the previous model intact, never half a file (the temporary
+  file a killed save leaves is removed at the next load);
 - loaded with ``torch.load(weights_only=True)``: only tensors and plain containers, no pickled
   code, so a file from elsewhere cannot run anything;
 - ``ModelMeta`` travels with the weights: model kind and scope, the file format version, a hash
@@ -24,6 +25,7 @@ caller retrains: a model file is a cache of work, not a source of truth.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -46,6 +48,8 @@ FORMAT_VERSION: Final = 3
 # Older formats that load as they are; a missing field gets what that format meant by it.
 _READABLE: Final = {2: {"score_metric": "val_loss"}, 3: {}}
 _MAGIC: Final = "tsf-adapter-model"
+# A save writes ``.<name>.<random><suffix>`` beside the file, then renames it over the file.
+_TMP_SUFFIX: Final = ".tmp"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,7 +114,7 @@ def save_model(path: Path, saved: SavedModel) -> None:
         "states": {name: _state_payload(state) for name, state in saved.states.items()},
         "choices": [[_plain_labels(c.labels), c.model, dict(c.scores)] for c in saved.choices],
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -124,10 +128,16 @@ def save_model(path: Path, saved: SavedModel) -> None:
 
 
 def load_model(path: Path, *, expected_hash: str | None = None) -> SavedModel | None:
-    """Load a saved model, or None with a logged reason when it cannot be used."""
-    if not path.exists():
-        return None
+    """Load a saved model, or None with a logged reason when it cannot be used.
+
+    Also removes what a save killed halfway left beside it (:func:`remove_interrupted_saves`).
+    """
+    remove_interrupted_saves(path)
     try:
+        if not path.exists():
+            return None
+        if not path.is_file():  # a directory, or a FIFO that would block the start for good
+            raise ValueError("not a regular file")
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("magic") != _MAGIC:
             raise ValueError("not a tsf-adapter model file")
@@ -150,6 +160,25 @@ def load_model(path: Path, *, expected_hash: str | None = None) -> SavedModel | 
         logger.warning("model file %s was trained with other settings, will retrain", path)
         return None
     return SavedModel(meta, states, choices)
+
+
+def remove_interrupted_saves(path: Path) -> None:
+    """Delete the temporary files of saves to ``path`` that never finished (the process was
+    killed before the rename), one log line each: never read, they would only fill the disk.
+
+    Call it before anything saves to ``path``: a save running meanwhile would lose its file.
+    """
+    try:
+        leftovers = list(path.parent.glob(f".{glob.escape(path.name)}.*{_TMP_SUFFIX}"))
+    except OSError:
+        return
+    for tmp in leftovers:
+        try:
+            tmp.unlink()
+        except OSError as exc:
+            logger.warning("cannot remove %s, left by an interrupted save: %s", tmp, _one_line(exc))
+        else:
+            logger.info("removed %s, left by an interrupted save", tmp)
 
 
 def _state_payload(state: ModelState) -> dict[str, Any]:
