@@ -72,6 +72,8 @@ def _restarts_with_the_model(daemon: Daemon, fake: FakePrometheus, state: Path) 
     (path,) = LOADED.findall(log)
     assert path == str(state / "busy.pt")
     assert not list(state.glob(".busy.pt.*"))  # what a killed save left is gone
+    (samples,) = re.findall(rf"backfill: target busy: {SERIES} series, (\d+) samples", log)
+    assert int(samples) > SERIES * 3000  # the history, read again (the last hour's, less the test's age)
     wait_for(
         "a forecast by the loaded model",
         lambda: ("i0", "lstm") in fake.infos("busy:forecast_model_info"),
