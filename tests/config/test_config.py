@@ -38,7 +38,8 @@ TESTDATA = ROOT / "tests" / "testdata" / "config"
 BAD_CONFIGS = {
     "unknown_key": "server.listen_adress: unknown key (did you mean listen_address?)",
     "unknown_section": (
-        "forecasts: unknown key (expected one of server, prometheus, ingest, targets, output, state_dir, shard)"
+        "forecasts: unknown key (expected one of server, prometheus, ingest, targets, output, state_dir,"
+        " shard)"
     ),
     "negative_batch": "prometheus.remote_write.queue.max_samples_per_send: must be > 0 (got -5)",
     "zero_limit": "server.max_inflight_requests: must be > 0 (got 0)",

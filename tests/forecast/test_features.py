@@ -98,6 +98,32 @@ def test_windows_see_shape_not_level(gain: float, offset: float) -> None:
     np.testing.assert_allclose(b.y.numpy(), a.y.numpy(), atol=1e-3)
 
 
+@pytest.mark.parametrize("scale", ["std", "min"])
+@pytest.mark.parametrize("gain", [2.0**-20, 2.0**30, 2.0**1000, 1e300, 1.5e308])
+def test_windows_near_the_float64_limits_scale_as_any_others(gain: float, scale: str) -> None:
+    # 1.5e308 * sin: differences and squares past float64. A power of two scales exactly.
+    cfg = FeatureConfig(input_steps=6, horizon_steps=3, scale=scale)  # type: ignore[arg-type]
+    base = np.sin(np.arange(40) / 3.0)[None]
+    origins = torch.tensor([10, 25, 37])
+    a = _source(base, cfg).grid(origins)
+    b = _source(base * gain, cfg).grid(origins)
+    assert torch.isfinite(b.x).all() and torch.isfinite(b.y).all()
+    assert torch.isfinite(b.scale).all() and (b.scale > 0).all()
+    if math.log2(gain).is_integer():
+        assert torch.equal(b.x, a.x) and torch.equal(b.y, a.y)
+        assert torch.equal(b.scale, a.scale * gain) and torch.equal(b.level, a.level * gain)
+    else:
+        np.testing.assert_allclose(b.x.numpy(), a.x.numpy(), atol=1e-5)
+        np.testing.assert_allclose(b.y.numpy(), a.y.numpy(), atol=1e-5)
+
+
+def test_a_target_too_far_off_its_window_is_masked_not_infinite() -> None:
+    values = np.concatenate([np.full(10, 1e-3), [1.7e308, -1.7e308], np.full(10, 1e-3)])
+    b = _source(values[None]).grid(torch.tensor([10]))  # inputs 4..9, targets 10..12
+    assert torch.isfinite(b.y).all()
+    assert b.y_mask[0, 0].tolist() == [0.0, 0.0, 1.0]
+
+
 def test_targets_scale_back_to_the_raw_values_and_gaps_are_masked() -> None:
     values = 1e12 + 1e3 * np.arange(30.0)  # bytes-sized level: float32 alone would lose the signal
     values[20] = np.nan

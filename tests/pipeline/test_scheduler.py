@@ -176,7 +176,8 @@ async def test_a_series_uses_the_baseline_until_its_model_is_trained(env: Env) -
     assert forecast['m:forecast{horizon="1s",instance="a",quantile="0.9"}'] == pytest.approx(15.0)
 
     assert await r.train_once()
-    env.put("b", T0, 1.0)  # seen only after the training
+    env.put("b", T0 - 1, 1.0)  # seen only after the training
+    env.put("b", T0, 1.0)  # (two samples: predict_linear has no forecast from one)
     out = await r.forecast_once()
     assert out is not None and infos(out) == {"a": "fake", "b": "predict_linear"}
     forecast = dict(zip(out.texts, out.values.tolist(), strict=True))

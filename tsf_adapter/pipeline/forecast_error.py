@@ -147,9 +147,13 @@ class ForecastErrorTracker:
                 if not head + h - n < step <= head + h:  # no forecast of this horizon is about it
                     continue
                 pending = self._pending[j]
-                error = np.abs(actual - pending[rows, step % n])
-                ok = np.isfinite(error)  # a gap, or no forecast: nothing to score
-                self._sum[rows[ok], j] = self._sum[rows[ok], j] * self.decay + error[ok]
+                with np.errstate(over="ignore", invalid="ignore"):  # values near the float64 limit
+                    error = np.abs(actual - pending[rows, step % n])
+                    folded = self._sum[rows, j] * self.decay + error
+                # A gap, or no forecast: nothing to score; nor an error past float64, whose Inf
+                # would stay in the mean for good.
+                ok = np.isfinite(folded)
+                self._sum[rows[ok], j] = folded[ok]
                 self._weight[rows[ok], j] = self._weight[rows[ok], j] * self.decay + 1.0
                 pending[rows, step % n] = np.nan  # scored or unscorable: never counted twice
         self._scored = last

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Final, cast
 
 import numpy as np
 
-from tsf_adapter.core.files import write_atomically
+from tsf_adapter.core.files import remove_interrupted_writes, write_atomically
 from tsf_adapter.pipeline.crossings import CrossingTracker
 from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
 
@@ -67,6 +67,7 @@ def load_memory(
     """Trackers like ``errors`` and ``crossings`` (same settings) holding what ``path`` kept; None,
     with one logged line saying why, when the file is missing or cannot be used. The trackers
     given are never changed: a file is taken whole or not at all."""
+    remove_interrupted_writes(path)
     if not path.exists():
         return None
     try:

@@ -27,6 +27,10 @@ SKIP_WAITING = "waiting_for_history"
 SKIP_REASONS = (SKIP_OVERRUN, SKIP_WAITING)
 # Why a training ended (tsf_adapter_training_stopped_total; forecast.neural.state.StopReason).
 STOP_REASONS = ("early_stopping", "max_epochs", "budget")
+# What became of a series whose forecast was not finite (tsf_adapter_forecast_nonfinite_series_total).
+NONFINITE_FALLBACK = "fallback"  # the model's forecast: predict_linear's served the series
+NONFINITE_LEFT_OUT = "left_out"  # no finite forecast at all: the series' rows were not written
+NONFINITE_OUTCOMES = (NONFINITE_FALLBACK, NONFINITE_LEFT_OUT)
 # The architectures model kind auto chooses among (tsf_adapter.forecast.neural.model.KINDS, without torch).
 AUTO_CANDIDATES = ("lstm", "gru", "transformer")
 
@@ -142,6 +146,16 @@ class DaemonMetrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        # A model forecast that is not finite (an overflow, an infinite sample) is a model or data
+        # defect the output hides: counted, so that it shows instead of a forecast quietly gone.
+        self.forecast_nonfinite = Counter(
+            "forecast_nonfinite_series_total",
+            "Series whose forecast was not finite, by outcome (fallback: the model's, so predict_linear"
+            " forecast the series instead; left_out: no finite forecast at all, so no rows were written).",
+            [*target, "outcome"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.training_failures = Counter(
             "training_failures_total",
             "Trainings of a target that failed with an error (logged); its previous model is kept.",
@@ -204,6 +218,8 @@ class DaemonMetrics:
             self.training_skipped.labels(name, reason)
         for reason in STOP_REASONS:
             self.training_stopped.labels(name, reason)
+        for outcome in NONFINITE_OUTCOMES:
+            self.forecast_nonfinite.labels(name, outcome)
         self.training_in_progress.labels(name).set(0)
         self.waiting_for_history.labels(name).set(0)
         self.backfill_samples.labels(name)
@@ -237,6 +253,9 @@ class DaemonMetrics:
         for model in AUTO_CANDIDATES:
             with contextlib.suppress(KeyError):
                 self.auto_series.remove(name, model)
+        for outcome in NONFINITE_OUTCOMES:
+            with contextlib.suppress(KeyError):
+                self.forecast_nonfinite.remove(name, outcome)
         for within in self._withins.pop(name, set()):
             for gauge in (self.calibration_pairs, self.calibrated):
                 with contextlib.suppress(KeyError):

@@ -87,7 +87,14 @@ from tsf_adapter.pipeline.crossings import CrossingTracker
 from tsf_adapter.pipeline.forecast_error import ForecastErrorTracker
 from tsf_adapter.pipeline.memory import SAVE_EVERY_S as MEMORY_SAVE_EVERY_S
 from tsf_adapter.pipeline.memory import load_memory, memory_path, save_memory
-from tsf_adapter.pipeline.metrics import AUTO_CANDIDATES, SKIP_OVERRUN, SKIP_WAITING, DaemonMetrics
+from tsf_adapter.pipeline.metrics import (
+    AUTO_CANDIDATES,
+    NONFINITE_FALLBACK,
+    NONFINITE_LEFT_OUT,
+    SKIP_OVERRUN,
+    SKIP_WAITING,
+    DaemonMetrics,
+)
 from tsf_adapter.pipeline.models import (
     fit_summary,
     is_neural,
@@ -502,6 +509,7 @@ class TargetRunner:
         metrics.series.labels(self.name).set(batch.n_series)
         metrics.model_series.labels(self.name).set(by_model)
         metrics.forecast_samples.labels(self.name).inc(len(out) + sum(len(p) for p in out.paths))
+        metrics.forecast_nonfinite.labels(self.name, NONFINITE_LEFT_OUT).inc(out.left_out)
         metrics.forecast_duration.labels(self.name).observe(elapsed)
         metrics.forecast_last_success.labels(self.name).set(now_ms / 1000.0)
         if self.crossings is not None:
@@ -576,21 +584,28 @@ class TargetRunner:
     def predict(self, batch: GridBatch) -> tuple[FloatArray, list[ModelInfo], int]:
         """``[series, quantiles, longest horizon]``, each series' (model, scope), and how many used the model.
 
-        A learning model covers the series it has a model for (rows that are not all NaN);
-        every other series gets the baseline.
+        The model serves the series it forecasts with finite values at every step: a baseline
+        every series it can, a learning model (once it has one) the series it has a model for
+        (rows that are not all NaN). Every other series gets ``predict_linear``; one whose model
+        forecast was there but not finite (an overflow, an infinite sample) is counted in
+        ``tsf_adapter_forecast_nonfinite_series_total{outcome="fallback"}``. What even
+        ``predict_linear`` cannot forecast (a single sample) stays NaN, and the builder leaves
+        it out.
         """
         scope = serving_scope(self.forecaster, self.target.model)
         n = batch.n_series
-        if not self.trains:
-            point = self.forecaster.predict(batch, self.horizon_steps)
-            return self._spread(point), [(self.target.model.kind, scope)] * n, n
-        out = self._spread(self.fallback.predict(batch, self.horizon_steps))
-        own: npt.NDArray[np.bool_] = np.zeros(n, dtype=bool)
-        if self.fitted:
-            mine = self._spread(self.forecaster.predict(batch, self.horizon_steps))
-            own = np.asarray(np.isfinite(mine).any(axis=(1, 2)), dtype=bool)
-            out = np.where(own[:, None, None], mine, out)
-        names = serving_models(self.forecaster, batch.labels)
+        if self.fitted or not self.trains:
+            out = self._spread(self.forecaster.predict(batch, self.horizon_steps))
+        else:
+            out = np.full((n, len(self.target.quantiles), self.horizon_steps), np.nan)
+        own = np.asarray(np.isfinite(out).all(axis=(1, 2)), dtype=bool)
+        redo = np.flatnonzero(~own)
+        if redo.size and self.forecaster.name != FALLBACK_MODEL:
+            broken = int((~np.isnan(out[redo]).all(axis=(1, 2))).sum())
+            if broken:
+                self.deps.metrics.forecast_nonfinite.labels(self.name, NONFINITE_FALLBACK).inc(broken)
+            out[redo] = self._spread(self.fallback.predict(batch.rows(redo), self.horizon_steps))
+        names = serving_models(self.forecaster, batch.labels) if self.trains else [self.target.model.kind] * n
         models: list[ModelInfo] = [
             (name, scope) if o else (FALLBACK_MODEL, scope)
             for name, o in zip(names, own.tolist(), strict=True)

@@ -262,15 +262,21 @@ class WindowSource:
         r = rows[..., None]  # [..., 1]
         val = self._filled[r, idx_in]  # [..., L] float64
         seen = self._observed[r, idx_in]  # [..., L] bool
-        level = val[..., -1]  # [...]
-        scale = _masked_std(val, seen)  # [...]
+        # Level and scale are measured in units of the window's magnitude (see _magnitude_unit),
+        # so values near the float64 limit scale as any others do, without an Inf or NaN.
+        unit = _magnitude_unit(val)  # [...]
+        rel = val / unit[..., None]  # [..., L], |rel| < 2
+        rel_level = rel[..., -1]  # [...]
+        rel_scale = _masked_std(rel, seen)  # [...]
         if cfg.scale == "min":
-            scale = torch.minimum(scale, _mean_abs_diff(val, seen))  # [...]
-        scale = torch.maximum(scale, cfg.relative_scale_floor * level.abs()).clamp_min(
-            cfg.absolute_scale_floor
+            rel_scale = torch.minimum(rel_scale, _mean_abs_diff(rel, seen))  # [...]
+        rel_scale = torch.maximum(
+            torch.maximum(rel_scale, cfg.relative_scale_floor * rel_level.abs()),
+            cfg.absolute_scale_floor / unit,
         )
+        level, scale = rel_level * unit, rel_scale * unit  # [...], [...]: both exact
         parts = [
-            ((val - level[..., None]) / scale[..., None]).unsqueeze(-1),  # [..., L, 1]
+            ((rel - rel_level[..., None]) / rel_scale[..., None]).unsqueeze(-1),  # [..., L, 1]
             seen.to(torch.float64).unsqueeze(-1),  # [..., L, 1]
         ]
         n_scaled = self.n_extra - 1 if cfg.headroom and self.n_extra else self.n_extra
@@ -285,8 +291,11 @@ class WindowSource:
         inside = (origins[..., None] + self._out_offsets) < self.n_steps  # [..., H]
         target = self._raw[r, idx_out]  # [..., H]
         has_input = seen.any(dim=-1, keepdim=True)  # [..., 1]: no observed input, nothing to scale by
-        y_mask = torch.isfinite(target) & inside & has_input  # [..., H]
-        y = torch.where(y_mask, (target - level[..., None]) / scale[..., None], 0.0)  # [..., H]
+        # A target many orders of magnitude off its window (a jump of 1e300) scales to Inf: unusable,
+        # and one Inf in a loss would turn every weight it reaches into NaN.
+        y = (target / unit[..., None] - rel_level[..., None]) / rel_scale[..., None]  # [..., H]
+        y_mask = torch.isfinite(y) & inside & has_input  # [..., H]
+        y = torch.where(y_mask, y, 0.0)  # [..., H]
         return WindowBatch(
             x=x, y=y.to(torch.float32), y_mask=y_mask.to(torch.float32), level=level, scale=scale
         )
@@ -305,6 +314,20 @@ class WindowSource:
             cfg.absolute_scale_floor
         )
         return [((ext - e_level[..., None]) / e_scale[..., None]).transpose(-1, -2)]  # [..., L, C]
+
+
+def _magnitude_unit(values: torch.Tensor) -> torch.Tensor:
+    """Per window, the power of two at or just below its largest magnitude (1 for a window of zeros).
+
+    Windows are scaled in this unit: every value is then below 2 in magnitude, so no square
+    (the std) or difference (a level of 1.7e308 from one of -1.7e308) can overflow float64.
+    Dividing by a power of two is exact, so an ordinary window scales bit for bit as it would
+    without it.
+    """
+    peak = values.abs().amax(dim=-1)  # [...]
+    mantissa, _ = torch.frexp(peak)  # peak = mantissa * 2**e, mantissa in [0.5, 1)
+    unit = peak / (2.0 * mantissa)  # exactly 2**(e - 1): no overflow even at the float64 limit
+    return torch.where(peak > 0, unit, torch.ones_like(peak))
 
 
 def _mean_abs_diff(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

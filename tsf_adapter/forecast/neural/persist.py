@@ -5,7 +5,8 @@ stack in the same file with the choice per series (so the choice can never disag
 weights it points at, as two files written one after the other could after a crash):
 
 - written to a temporary file in the same directory, flushed to disk, then renamed over the old
-  one, so a crash mid-write leaves the previous model intact, never half a file;
+  one, so a crash mid-write leaves the previous model intact, never half a file (the temporary
+  file a killed save leaves is removed at the next load);
 - loaded with ``torch.load(weights_only=True)``: only tensors and plain containers, no pickled
   code, so a file from elsewhere cannot run anything;
 - ``ModelMeta`` travels with the weights: model kind and scope, the file format version, a hash
@@ -35,7 +36,7 @@ from typing import Any, Final
 import torch
 
 from tsf_adapter import __version__
-from tsf_adapter.core.files import write_atomically
+from tsf_adapter.core.files import remove_interrupted_writes, write_atomically
 from tsf_adapter.core.series import Labels
 from tsf_adapter.forecast.neural.state import ModelState
 
@@ -45,6 +46,7 @@ FORMAT_VERSION: Final = 3
 # Older formats that load as they are; a missing field gets what that format meant by it.
 _READABLE: Final = {2: {"score_metric": "val_loss"}, 3: {}}
 _MAGIC: Final = "tsf-adapter-model"
+# A save writes ``.<name>.<random><suffix>`` beside the file, then renames it over the file.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,10 +114,17 @@ def save_model(path: Path, saved: SavedModel) -> None:
 
 
 def load_model(path: Path, *, expected_hash: str | None = None) -> SavedModel | None:
-    """Load a saved model, or None with a logged reason when it cannot be used."""
-    if not path.exists():
-        return None
+    """Load a saved model, or None with a logged reason when it cannot be used.
+
+    Also removes what a save killed halfway left beside it
+    (:func:`~tsf_adapter.core.files.remove_interrupted_writes`).
+    """
+    remove_interrupted_writes(path)
     try:
+        if not path.exists():
+            return None
+        if not path.is_file():  # a directory, or a FIFO that would block the start for good
+            raise ValueError("not a regular file")
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("magic") != _MAGIC:
             raise ValueError("not a tsf-adapter model file")

@@ -95,6 +95,8 @@ class ForecastOutput:
     paths: list[SeriesSamples] = field(default_factory=list)
     ended: list[Labels] = field(default_factory=list)
     skipped: int = 0  # input series without a metric name, which get no output
+    # Input series whose forecast was not finite (no model could forecast them): no rows either.
+    left_out: int = 0
     # The same forecast per input series (paths, thresholds, models), for the REST API.
     view: ForecastView | None = None
 
@@ -164,14 +166,16 @@ _Rows = tuple[list[Labels], list[str], list[str]]
 def _present_rows(
     values: FloatArray, kept: Sequence[_SeriesRows], rows_of: Callable[[_SeriesRows], _Rows]
 ) -> _Rows:
-    """The rows of the non-NaN cells of ``values[series, k]``, row ``k`` of each series from ``rows_of``.
+    """The rows of the finite cells of ``values[series, k]``, row ``k`` of each series from ``rows_of``.
 
-    In the order of ``values[~np.isnan(values)]`` (row-major), the values these rows carry.
+    In the order of ``values[np.isfinite(values)]`` (row-major), the values these rows carry. NaN is
+    "nothing to say"; an infinite error or probability can only come from an overflow, and a
+    sample of it would poison every ``avg`` or ``max`` a user takes over the series.
     """
     labels: list[Labels] = []
     texts: list[str] = []
     names: list[str] = []
-    present = ~np.isnan(values)
+    present = np.isfinite(values)
     if present.all():  # the usual case: whole lists, no work per row
         for e in kept:
             lab, text, name = rows_of(e)
@@ -185,6 +189,12 @@ def _present_rows(
         texts.append(text[k])
         names.append(name[k])
     return labels, texts, names
+
+
+def _finite_or_nan(values: FloatArray) -> FloatArray:
+    """``values`` with ±Inf as NaN (unknown): an infinite last sample or limit says nothing of
+    when a forecast will cross, and would turn the crossing arithmetic into NaN."""
+    return np.where(np.isfinite(values), values, np.nan)
 
 
 class ForecastOutputBuilder:
@@ -237,6 +247,11 @@ class ForecastOutputBuilder:
         forecast-error tracker (NaN: nothing matured yet, no row); ``limits`` the store's batch
         of the threshold's limit series, when the threshold has a selector; ``calibrate`` maps the
         raw crossing probabilities to the published ones (default: published raw).
+
+        Nothing non-finite is written but ``+Inf`` in ``:forecast_threshold_seconds`` (the
+        quantile does not reach the threshold in time). A series whose prediction is not finite
+        at every step gets no rows and is counted in ``left_out``; an infinite error or
+        probability is left out as NaN is; an infinite last sample or limit counts as unknown.
         """
         n_series = batch.n_series
         expected = (n_series, len(self.target.quantiles))
@@ -246,8 +261,12 @@ class ForecastOutputBuilder:
                 f" ({n_series}, {len(self.target.quantiles)}, >= {self._max_steps})"
             )
         entries = self._entries(batch.labels)
-        keep = [i for i, e in enumerate(entries) if e is not None]
-        kept: list[_SeriesRows] = [e for e in entries if e is not None]
+        # A path that is not finite everywhere is no forecast (NaN: nothing to say; Inf: an
+        # overflow): its series gets no row at all, rather than a sample no query can use.
+        finite = np.asarray(np.isfinite(prediction[:, :, : self._max_steps]).all(axis=(1, 2)), dtype=bool)
+        named = [i for i, e in enumerate(entries) if e is not None]
+        keep = [i for i in named if finite[i]]
+        kept: list[_SeriesRows] = [e for i, e in enumerate(entries) if e is not None and finite[i]]
         if len(keep) < n_series:
             prediction = prediction[keep]
             errors = None if errors is None else errors[keep]
@@ -266,8 +285,8 @@ class ForecastOutputBuilder:
 
         thresholds = seconds = probability = None
         if self.target.threshold is not None:
-            thresholds = self._thresholds(batch, limits)[keep]
-            anchor = batch.values[keep, -1] if batch.n_steps else np.full(len(keep), np.nan)
+            thresholds = _finite_or_nan(self._thresholds(batch, limits)[keep])
+            anchor = _finite_or_nan(batch.values[keep, -1] if batch.n_steps else np.full(len(keep), np.nan))
             seconds = threshold_seconds(
                 anchor,
                 prediction[:, :, : self._max_steps],
@@ -297,14 +316,14 @@ class ForecastOutputBuilder:
                     batch, np.asarray(keep, dtype=np.intp)[has], probability[has], thresholds[has]
                 )
             rows = _present_rows(probability, kept, _SeriesRows.probability_rows)
-            values.append(probability[~np.isnan(probability)])
+            values.append(probability[np.isfinite(probability)])
             labels.extend(rows[0])
             texts.extend(rows[1])
             names.extend(rows[2])
 
         if errors is not None:
             rows = _present_rows(errors, kept, _SeriesRows.error_rows)
-            values.append(errors[~np.isnan(errors)])
+            values.append(errors[np.isfinite(errors)])
             labels.extend(rows[0])
             texts.extend(rows[1])
             names.extend(rows[2])
@@ -350,7 +369,8 @@ class ForecastOutputBuilder:
             values=np.concatenate(values),
             paths=paths,
             ended=[] if self.staleness is None else self.staleness.ended(labels),
-            skipped=n_series - len(kept),
+            skipped=n_series - len(named),
+            left_out=len(named) - len(keep),
             view=view,
         )
 
