@@ -134,3 +134,18 @@ async def test_a_runner_keeps_its_forecast_errors_across_a_restart(env: Env, tmp
     assert out is not None
     names = {dict(lab)["__name__"] for lab in out.labels}
     assert "m:forecast_error" in names  # on the first forecast after the restart
+
+
+def test_a_memory_write_cut_short_leaves_the_last_file_and_its_temporary_file_is_removed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    errors, crossings = _trackers()
+    _feed(errors, crossings, range(6))
+    path = tmp_path / "t.memory.npz"
+    save_memory(path, errors, crossings)
+    half = tmp_path / ".t.memory.npz.x1y2.tmp"  # what a SIGKILL inside the next write leaves
+    half.write_bytes(path.read_bytes()[:100])
+    with caplog.at_level("INFO"):
+        kept = load_memory(path, *_trackers())
+    assert kept is not None and not half.exists()
+    assert f"removed {half}, left by an interrupted write" in caplog.messages
