@@ -2,8 +2,8 @@
 
 Time is virtual (``FakeClock``): no assertion depends on how fast this machine
 runs. Waiting for the sender uses ``eventually``, whose wall-clock timeout is a
-safety net only. The first group fakes the client at the seam; the last group
-runs the real ``RemoteWriteClient`` against a scripted aiohttp receiver.
+safety net only. The client is faked at the seam; ``test_queue_faults.py`` runs
+the real ``RemoteWriteClient`` against a scripted aiohttp receiver.
 """
 
 from __future__ import annotations
@@ -11,26 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
 import snappy
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from tests.remote.test_write_client import FakeReceiver, Reply
-from tsf_adapter.config import QueueConfig, RemoteWriteConfig
+from tsf_adapter.config import QueueConfig
 from tsf_adapter.core.errors import RecoverableError, WriteRejected
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
 from tsf_adapter.core.series import Labels, SampleBlock, SeriesSamples, make_labels
 from tsf_adapter.remote.codec import decode_write_request
-from tsf_adapter.remote.queue import DROP_LOG_INTERVAL, WriteQueue
-from tsf_adapter.remote.write_client import RemoteWriteClient
+from tsf_adapter.remote.queue import DROP_LOG_INTERVAL, QueueCollector, WriteQueue
 
 # --- fakes ------------------------------------------------------------------------------------
 
@@ -650,88 +646,18 @@ async def test_context_manager_starts_and_flushes() -> None:
     assert client.delivered == [series("a", 0, 3)]
 
 
-# --- with the real client over HTTP ---------------------------------------------------------------
+def test_the_queues_own_reasons_are_exported_at_zero_with_the_capacity() -> None:
+    """So that the first drop or retry shows in increase(), and queue_length / capacity is a ratio."""
+    queue = make_queue(RecordingWriteClient(), FakeClock(auto=False), capacity=50)
+    registry = CollectorRegistry()
+    registry.register(QueueCollector(queue.stats, "prometheus", "http://p/api/v1/write"))
+    labels = {"remote_name": "prometheus", "url": "http://p/api/v1/write"}
 
-Serve = Callable[..., Awaitable[tuple[FakeReceiver, WriteQueue, FakeClock]]]
+    def value(name: str, **extra: str) -> float | None:
+        return registry.get_sample_value(f"tsf_adapter_remote_write_{name}", {**labels, **extra})
 
-
-@pytest.fixture
-async def serve(
-    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
-) -> AsyncIterator[Serve]:
-    """A scripted receiver, and a started queue with the real client pointed at it.
-
-    Its clock is automatic, so tests wait for outcomes with ``eventually`` rather
-    than through ``close()``, whose deadline would pass at once.
-    """
-    async with aiohttp.ClientSession() as session:
-        queues: list[WriteQueue] = []
-
-        async def start(*replies: Reply, **queue_cfg: Any) -> tuple[FakeReceiver, WriteQueue, FakeClock]:
-            receiver = FakeReceiver(list(replies))
-            app = web.Application()
-            app.router.add_post("/api/v1/write", receiver.handle)
-            server = await aiohttp_server(app)
-            cfg = QueueConfig(min_backoff=0.5, max_backoff=4.0, **queue_cfg)
-            rw = RemoteWriteConfig(url=str(server.make_url("/api/v1/write")), queue=cfg)
-            clock = FakeClock(auto=True)
-            queue = WriteQueue(RemoteWriteClient(rw, session), cfg, clock=clock, jitter=lambda: 0.0)
-            queue.start()
-            queues.append(queue)
-            return receiver, queue, clock
-
-        yield start
-        for queue in queues:
-            await queue.close(deadline=0)
-
-
-def bodies(receiver: FakeReceiver) -> list[list[SeriesSamples]]:
-    return [decode_write_request(snappy.decompress(body)).series for _, body in receiver.requests]
-
-
-async def test_http_500_then_204_is_retried_and_delivered_once(serve: Serve) -> None:
-    receiver, queue, clock = await serve(Reply(500, b"try later"), Reply(204))
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_sent == 3)
-    assert len(receiver.requests) == 2
-    assert receiver.requests[0][1] == receiver.requests[1][1]  # the same bytes again
-    assert bodies(receiver)[1] == [series("a", 0, 3)]
-    assert (queue.stats.samples_sent, queue.stats.retries, queue.stats.samples_dropped) == (
-        3,
-        {"http_500": 1},
-        {},
-    )
-    assert clock.sleeps == [5.0, 0.5]  # the partial-batch deadline, then one backoff
-
-
-async def test_http_400_is_not_retried(serve: Serve) -> None:
-    receiver, queue, _ = await serve(Reply(400, b"out of order sample"), Reply(204))
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_dropped == {"http_400": 3})
-    assert len(receiver.requests) == 1
-    assert queue.stats.samples_dropped == {"http_400": 3}
-    assert queue.stats.retries == {}
-
-
-async def test_http_429_dropped_by_default(serve: Serve) -> None:
-    receiver, queue, _ = await serve(Reply(429), Reply(204))
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_dropped == {"http_429": 3})
-    assert len(receiver.requests) == 1
-    assert queue.stats.samples_dropped == {"http_429": 3}
-
-
-async def test_http_429_retried_when_configured(serve: Serve) -> None:
-    receiver, queue, _ = await serve(Reply(429), Reply(204), retry_on_http_429=True)
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_sent == 3)
-    assert len(receiver.requests) == 2
-    assert queue.stats.retries == {"http_429": 1}
-
-
-async def test_http_retry_after_is_honoured(serve: Serve) -> None:
-    _, queue, clock = await serve(Reply(503, headers={"Retry-After": "3"}), Reply(204))
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_sent == 3)
-    assert 3.0 in clock.sleeps  # instead of the 0.5s backoff
-    assert 0.5 not in clock.sleeps
+    for reason in ("queue_full", "too_old", "invalid", "error", "shutdown"):
+        assert value("samples_dropped_total", reason=reason) == 0
+    assert value("samples_dropped_total", reason="http_400") is None  # appears with its first count
+    assert value("retries_total", reason="timeout") == value("retries_total", reason="network") == 0
+    assert value("queue_capacity") == 50
