@@ -22,7 +22,7 @@ import numpy as np
 
 from tsf_adapter.config import TargetConfig, decode_section
 from tsf_adapter.core.grid import GridBatch
-from tsf_adapter.core.series import SampleBlock, SeriesSamples, WriteItem
+from tsf_adapter.core.series import Labels, SampleBlock, SeriesSamples, WriteItem
 from tsf_adapter.pipeline.output import ForecastOutputBuilder, render_exposition
 from tsf_adapter.remote.codec import encode_write_request
 
@@ -56,8 +56,9 @@ def batches(items: Sequence[WriteItem], size: int) -> Iterator[list[WriteItem]]:
         yield batch
 
 
-def main(freeze: bool = False) -> None:
-    cfg = decode_section(
+def storage_target() -> TargetConfig:
+    """A storage-quota forecast: 5m step, horizons 1h/6h/24h, a threshold (19 rows a series)."""
+    return decode_section(
         TargetConfig,
         {
             "name": "bench",
@@ -68,8 +69,11 @@ def main(freeze: bool = False) -> None:
             "threshold": {"value": 1e12},
         },
     )
-    rng = np.random.default_rng(0)
-    labels = tuple(
+
+
+def storage_labels(n_series: int) -> tuple[Labels, ...]:
+    """``n_series`` label sets of the metric ``storage_target`` selects, one user each."""
+    return tuple(
         (
             ("__name__", "storage_used_bytes"),
             ("cluster", f"c{i % 7}"),
@@ -77,8 +81,14 @@ def main(freeze: bool = False) -> None:
             ("job", "node"),
             ("user", f"u{i}"),
         )
-        for i in range(N_SERIES)
+        for i in range(n_series)
     )
+
+
+def main(freeze: bool = False) -> None:
+    cfg = storage_target()
+    rng = np.random.default_rng(0)
+    labels = storage_labels(N_SERIES)
     batch = GridBatch("bench", labels, rng.random((N_SERIES, 12)) * 1e12, 300_000, 300_000)
     prediction = rng.random((N_SERIES, 3, 288)) * 1.2e12
     errors = rng.random((N_SERIES, 3))

@@ -50,6 +50,14 @@ BAD_CONFIGS = {
     "capacity_below_batch": (
         "prometheus.remote_write.queue.capacity: must be >= max_samples_per_send (got 100 < 500)"
     ),
+    "sample_age_limit_below_deadline": (
+        "prometheus.remote_write.queue.sample_age_limit: must be 0 (off) or longer than"
+        " batch_send_deadline (got 5s <= 10s)"
+    ),
+    "sample_age_limit_negative": (
+        "prometheus.remote_write.queue.sample_age_limit: invalid duration '-1h':"
+        " a duration cannot have a sign"
+    ),
     "fractional_duration": (
         "prometheus.remote_read.timeout: invalid duration '1.5h': fractions are not allowed,"
         " use a smaller unit (e.g. 90m for 1.5h)"
@@ -312,6 +320,7 @@ def test_full_config_decodes_every_kind_of_value() -> None:
     queue = write.queue
     assert (queue.batch_send_deadline, queue.min_backoff, queue.max_backoff) == (0.5, 0.25, 60.0)
     assert (queue.capacity, queue.retry_on_http_429, queue.flush_deadline) == (500, True, 0.0)
+    assert queue.sample_age_limit == 7200.0
     assert cfg.ingest.selectors == (
         parse_selector("up"),
         parse_selector('node_load1{instance=~"a|b", job!=""}'),

@@ -1,9 +1,9 @@
-"""WriteQueue: batching, order, retries, back-pressure and shutdown.
+"""WriteQueue: batching, order, retries, the bound and age limit for outages, and shutdown.
 
 Time is virtual (``FakeClock``): no assertion depends on how fast this machine
 runs. Waiting for the sender uses ``eventually``, whose wall-clock timeout is a
-safety net only. The first group fakes the client at the seam; the last group
-runs the real ``RemoteWriteClient`` against a scripted aiohttp receiver.
+safety net only. The client is faked at the seam; ``test_queue_faults.py`` runs
+the real ``RemoteWriteClient`` against a scripted aiohttp receiver.
 """
 
 from __future__ import annotations
@@ -11,26 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
 import snappy
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from tests.remote.test_write_client import FakeReceiver, Reply
-from tsf_adapter.config import QueueConfig, RemoteWriteConfig
+from tsf_adapter.config import QueueConfig
 from tsf_adapter.core.errors import RecoverableError, WriteRejected
 from tsf_adapter.core.protocol import RW1_MESSAGE, RW2_MESSAGE
 from tsf_adapter.core.series import Labels, SampleBlock, SeriesSamples, make_labels
 from tsf_adapter.remote.codec import decode_write_request
-from tsf_adapter.remote.queue import WriteQueue
-from tsf_adapter.remote.write_client import RemoteWriteClient
+from tsf_adapter.remote.queue import DROP_LOG_INTERVAL, QueueCollector, WriteQueue
 
 # --- fakes ------------------------------------------------------------------------------------
 
@@ -39,7 +35,9 @@ class FakeClock:
     """Virtual time. ``auto``: every sleep advances time at once (for backoff sequences).
 
     Otherwise sleepers wait until ``advance()`` moves time past their wake-up.
-    ``sleeps`` records every requested duration, in order.
+    ``sleeps`` records every requested duration, in order. Wall time is the virtual
+    time itself, seconds from the epoch, so samples stamped a few seconds after 0
+    (``series()``) are recent and ``sample_age_limit`` applies as it would live.
     """
 
     def __init__(self, *, auto: bool) -> None:
@@ -52,7 +50,7 @@ class FakeClock:
         return self.now
 
     def time(self) -> float:
-        return 1_700_000_000.0 + self.now
+        return self.now
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
@@ -94,6 +92,11 @@ class RecordingWriteClient:
         decoded = decode_write_request(snappy.decompress(body), message=self.message)
         assert decoded.samples == samples
         self.batches.append(decoded.series)
+
+    def release(self) -> None:
+        """Let a receiver held by ``gate`` answer."""
+        if self.gate is not None:
+            self.gate.set()
 
     @property
     def delivered(self) -> list[SeriesSamples]:
@@ -291,14 +294,14 @@ async def test_rw2_encoding_of_a_block() -> None:
 
 
 async def test_recoverable_errors_back_off_exponentially_then_deliver_once() -> None:
-    client = RecordingWriteClient(*[RecoverableError("HTTP 500")] * 4)
+    client = RecordingWriteClient(*[RecoverableError("HTTP 500", status=500)] * 4)
     clock = FakeClock(auto=True)
     queue = make_queue(client, clock)
     queue.start()
     await queue.put([series("a", 0, 10)])
     await eventually(lambda: queue.stats.samples_sent == 10)
     assert clock.sleeps == pytest.approx([0.1, 0.2, 0.25, 0.25])
-    assert (client.attempts, queue.stats.retries, len(client.batches)) == (5, 4, 1)
+    assert (client.attempts, queue.stats.retries, len(client.batches)) == (5, {"http_500": 4}, 1)
     await queue.close()
 
 
@@ -343,7 +346,7 @@ async def test_rejected_batch_is_dropped_logged_once_and_queue_goes_on(
         await queue.put([series("c", 0, 10)])
         await eventually(lambda: queue.stats.samples_sent == 10)
     assert client.attempts == 2
-    assert queue.stats.retries == 0
+    assert queue.stats.retries == {}
     [record] = caplog.records
     assert record.name == "tsf_adapter.remote.write"
     assert "10 samples in 2 series" in record.getMessage()
@@ -381,26 +384,166 @@ async def test_unencodable_and_crashing_batches_are_dropped() -> None:
     await queue.close()
 
 
-# --- back-pressure ------------------------------------------------------------------------------
+# --- the bound: an outage never stops producers ------------------------------------------------
 
 
-async def test_put_waits_while_queue_is_at_capacity() -> None:
+async def stalled(**cfg: Any) -> tuple[RecordingWriteClient, FakeClock, WriteQueue]:
+    """A started queue whose first batch (``a`` 0-9s) is in flight at a receiver that does not
+    answer until ``client.gate`` is set: the queue as an outage leaves it."""
     client, clock = RecordingWriteClient(), FakeClock(auto=False)
     client.gate = asyncio.Event()
-    queue = make_queue(client, clock, capacity=10)
+    queue = make_queue(client, clock, **cfg)
     queue.start()
     await queue.put([series("a", 0, 10)])
     await eventually(lambda: client.attempts == 1)
-    assert queue.stats.queue_length == 10  # the in-flight batch still counts
-    blocked = asyncio.create_task(queue.put([series("a", 10, 5)]))
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert not blocked.done()
-    client.gate.set()
-    await asyncio.wait_for(blocked, 10)
-    assert queue.stats.queue_length in (0, 5)
+    return client, clock, queue
+
+
+async def test_put_never_waits_and_the_oldest_queued_items_make_room() -> None:
+    client, _, queue = await stalled(capacity=20)
+    await queue.put([series("a", 10, 5)])
+    await queue.put([series("a", 15, 5)])
+    assert (queue.stats.queue_length, queue.stats.samples_dropped) == (20, {})  # in flight counts
+    await queue.put([series("a", 20, 5)])  # returns at once, with the oldest queued item dropped
+    assert (queue.stats.queue_length, queue.stats.samples_dropped) == (20, {"queue_full": 5})
+    client.release()
+    await eventually(lambda: queue.stats.samples_sent == 20)
     await queue.close()
-    assert client.delivered == [series("a", 0, 10), series("a", 10, 5)]
+    # The batch in flight is never dropped for room, and what stays keeps its order.
+    assert client.delivered == [series("a", 0, 10), series("a", 15, 5), series("a", 20, 5)]
+
+
+async def test_a_put_larger_than_capacity_is_kept_whole_and_displaces_older_items(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, _, queue = await stalled(capacity=10)
+    await queue.put([series("a", 10, 4)])  # beyond capacity beside the batch in flight: dropped next
+    rows = block(20, *(f"m{i}" for i in range(25)))
+    with caplog.at_level(logging.WARNING, logger="tsf_adapter.remote.write"):
+        await queue.put([rows])
+        await queue.put([block(21, "n")])
+    # One forecast is delivered whole or not at all: the block stays until something newer needs room.
+    assert queue.stats.samples_dropped == {"queue_full": 4 + 25}
+    assert queue.stats.queue_length == 11
+    assert sum("larger than the queue's capacity" in r.getMessage() for r in caplog.records) == 1
+    client.release()
+    await queue.close()  # flushes the partial batch at once
+    assert queue.stats.samples_sent == 11
+    assert client.delivered == [series("a", 0, 10), *block(21, "n").rows()]
+
+
+async def test_queue_full_drops_are_logged_at_most_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, clock, queue = await stalled(capacity=10)
+    with caplog.at_level(logging.WARNING, logger="tsf_adapter.remote.write"):
+        for k in range(10, 60):
+            await queue.put([series("a", k, 1)])  # from the second on, each one drops the one before
+        clock.advance(DROP_LOG_INTERVAL)
+        await queue.put([series("a", 60, 1)])
+    lines = [r.getMessage() for r in caplog.records if "queue_full" in r.getMessage()]
+    assert lines == [
+        "dropped 1 samples (queue_full): the queue is at its capacity of 10 samples, so the oldest make room",
+        "dropped 49 samples (queue_full) in the last 30s: "
+        "the queue is at its capacity of 10 samples, so the oldest make room",
+    ]
+    assert queue.stats.samples_dropped == {"queue_full": 50}
+    client.release()
+    await queue.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    puts=st.lists(st.tuples(st.sampled_from("abc"), st.integers(1, 8)), min_size=1, max_size=30),
+    failures=st.integers(0, 40),
+    capacity=st.integers(10, 40),
+)
+def test_an_outage_keeps_order_and_accounts_for_every_sample(
+    puts: list[tuple[str, int]], failures: int, capacity: int
+) -> None:
+    """Receiver down for ``failures`` attempts while forecasts keep coming: every sample is sent
+    or dropped as ``queue_full``, each series arrives in order, and the newest put always arrives."""
+
+    async def scenario() -> None:
+        client = RecordingWriteClient(*[RecoverableError("down")] * failures)
+        clock = FakeClock(auto=True)
+        queue = make_queue(client, clock, capacity=capacity)
+        queue.start()
+        next_ts = dict.fromkeys("abc", 0)
+        for name, n in puts:
+            await queue.put([series("m", next_ts[name], n, id=name)])
+            next_ts[name] += n
+            await asyncio.sleep(0)
+        total = sum(n for _, n in puts)
+        await eventually(lambda: queue.stats.queue_length == 0)
+        await queue.close()
+        delivered = joined(client.delivered)
+        sent = sum(len(s) for s in delivered.values())
+        assert sent + queue.stats.samples_dropped.get("queue_full", 0) == total
+        assert set(queue.stats.samples_dropped) <= {"queue_full"}
+        for s in delivered.values():
+            assert (np.diff(s.timestamps) > 0).all()
+        name, n = puts[-1]
+        newest = series("m", next_ts[name] - n, n, id=name)
+        assert delivered[newest.labels].timestamps[-n:].tolist() == newest.timestamps.tolist()
+
+    asyncio.run(scenario())
+
+
+# --- the age limit: what Prometheus would refuse is not retried ----------------------------------
+
+
+async def test_samples_past_the_age_limit_leave_a_batch_being_retried() -> None:
+    client, clock = RecordingWriteClient(RecoverableError("down")), FakeClock(auto=False)
+    queue = make_queue(client, clock, sample_age_limit=60.0)
+    clock.advance(10.0)
+    queue.start()
+    await queue.put([series("a", 0, 10)])  # stamped 0s to 9s
+    await eventually(lambda: queue.stats.retries == {"network": 1})
+    clock.advance(55.0)  # now 65s: the samples before 5s are past the limit
+    await eventually(lambda: queue.stats.samples_sent == 5)
+    assert queue.stats.samples_dropped == {"too_old": 5}
+    assert client.delivered == [series("a", 5, 5)]
+    assert queue.stats.queue_length == 0
+    await queue.close()
+
+
+async def test_a_batch_entirely_past_the_age_limit_is_dropped_not_retried_forever() -> None:
+    client = RecordingWriteClient(*[RecoverableError("down")] * 1000)
+    clock = FakeClock(auto=True)  # every backoff moves time on: the batch ages while it is retried
+    queue = make_queue(client, clock, sample_age_limit=60.0, min_backoff=5.0, max_backoff=5.0)
+    queue.start()
+    await queue.put([block(0, "a", "b"), series("c", 0, 8)])
+    await eventually(lambda: queue.stats.samples_dropped == {"too_old": 10})
+    assert queue.stats.queue_length == 0
+    # Attempts at 0, 5, ..., 65s (the block leaves at 65s, c's last sample at 70s): not forever.
+    assert queue.stats.retries == {"network": 14}
+    await queue.close()
+
+
+async def test_queued_items_past_the_age_limit_count_as_too_old_not_queue_full() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=False)
+    client.gate = asyncio.Event()
+    queue = make_queue(client, clock, capacity=20, sample_age_limit=60.0)
+    queue.start()
+    await queue.put([block(0, *(f"m{i}" for i in range(10)))])
+    await eventually(lambda: client.attempts == 1)
+    await queue.put([block(0, *(f"o{i}" for i in range(10)))])
+    clock.advance(100.0)
+    await queue.put([block(100, *(f"n{i}" for i in range(10)))])
+    assert queue.stats.samples_dropped == {"too_old": 10}
+    assert queue.stats.queue_length == 20
+
+
+async def test_an_age_limit_of_zero_keeps_old_samples() -> None:
+    client, clock = RecordingWriteClient(), FakeClock(auto=True)
+    clock.advance(86_400.0)
+    queue = make_queue(client, clock, sample_age_limit=0.0)
+    queue.start()
+    await queue.put([series("a", 0, 10)])
+    await eventually(lambda: queue.stats.samples_sent == 10)
+    assert queue.stats.samples_dropped == {}
+    await queue.close()
 
 
 async def test_empty_puts_are_ignored() -> None:
@@ -463,7 +606,7 @@ async def test_close_gives_up_on_a_batch_being_retried() -> None:
     queue = make_queue(client, clock)
     queue.start()
     await queue.put([series("a", 0, 10)])
-    await eventually(lambda: queue.stats.retries == 1)
+    await eventually(lambda: queue.stats.retries == {"network": 1})
     closing = asyncio.create_task(queue.close(deadline=1.0))
     await eventually(lambda: 1.0 in clock.sleeps)
     clock.advance(1.0)  # also wakes the backoff sleep: whichever runs first, the batch is dropped
@@ -474,14 +617,13 @@ async def test_close_gives_up_on_a_batch_being_retried() -> None:
 async def test_put_after_or_during_close_is_dropped() -> None:
     client, clock = RecordingWriteClient(), FakeClock(auto=False)
     client.gate = asyncio.Event()
-    queue = make_queue(client, clock, capacity=10)
+    queue = make_queue(client, clock)
     queue.start()
     await queue.put([series("a", 0, 10)])
     await eventually(lambda: client.attempts == 1)
-    blocked = asyncio.create_task(queue.put([series("a", 10, 3)]))
-    await asyncio.sleep(0)
-    closing = asyncio.create_task(queue.close(deadline=5.0))
-    await asyncio.wait_for(blocked, 10)  # woken by close(), not by free space
+    closing = asyncio.create_task(queue.close(deadline=7.0))
+    await eventually(lambda: 7.0 in clock.sleeps)  # close() is flushing
+    await queue.put([series("a", 10, 3)])
     client.gate.set()
     await asyncio.wait_for(closing, 10)
     await queue.put([series("a", 13, 2)])
@@ -504,84 +646,18 @@ async def test_context_manager_starts_and_flushes() -> None:
     assert client.delivered == [series("a", 0, 3)]
 
 
-# --- with the real client over HTTP ---------------------------------------------------------------
+def test_the_queues_own_reasons_are_exported_at_zero_with_the_capacity() -> None:
+    """So that the first drop or retry shows in increase(), and queue_length / capacity is a ratio."""
+    queue = make_queue(RecordingWriteClient(), FakeClock(auto=False), capacity=50)
+    registry = CollectorRegistry()
+    registry.register(QueueCollector(queue.stats, "prometheus", "http://p/api/v1/write"))
+    labels = {"remote_name": "prometheus", "url": "http://p/api/v1/write"}
 
-Serve = Callable[..., Awaitable[tuple[FakeReceiver, WriteQueue, FakeClock]]]
+    def value(name: str, **extra: str) -> float | None:
+        return registry.get_sample_value(f"tsf_adapter_remote_write_{name}", {**labels, **extra})
 
-
-@pytest.fixture
-async def serve(
-    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
-) -> AsyncIterator[Serve]:
-    """A scripted receiver, and a started queue with the real client pointed at it.
-
-    Its clock is automatic, so tests wait for outcomes with ``eventually`` rather
-    than through ``close()``, whose deadline would pass at once.
-    """
-    async with aiohttp.ClientSession() as session:
-        queues: list[WriteQueue] = []
-
-        async def start(*replies: Reply, **queue_cfg: Any) -> tuple[FakeReceiver, WriteQueue, FakeClock]:
-            receiver = FakeReceiver(list(replies))
-            app = web.Application()
-            app.router.add_post("/api/v1/write", receiver.handle)
-            server = await aiohttp_server(app)
-            cfg = QueueConfig(min_backoff=0.5, max_backoff=4.0, **queue_cfg)
-            rw = RemoteWriteConfig(url=str(server.make_url("/api/v1/write")), queue=cfg)
-            clock = FakeClock(auto=True)
-            queue = WriteQueue(RemoteWriteClient(rw, session), cfg, clock=clock, jitter=lambda: 0.0)
-            queue.start()
-            queues.append(queue)
-            return receiver, queue, clock
-
-        yield start
-        for queue in queues:
-            await queue.close(deadline=0)
-
-
-def bodies(receiver: FakeReceiver) -> list[list[SeriesSamples]]:
-    return [decode_write_request(snappy.decompress(body)).series for _, body in receiver.requests]
-
-
-async def test_http_500_then_204_is_retried_and_delivered_once(serve: Serve) -> None:
-    receiver, queue, clock = await serve(Reply(500, b"try later"), Reply(204))
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_sent == 3)
-    assert len(receiver.requests) == 2
-    assert receiver.requests[0][1] == receiver.requests[1][1]  # the same bytes again
-    assert bodies(receiver)[1] == [series("a", 0, 3)]
-    assert (queue.stats.samples_sent, queue.stats.retries, queue.stats.samples_dropped) == (3, 1, {})
-    assert clock.sleeps == [5.0, 0.5]  # the partial-batch deadline, then one backoff
-
-
-async def test_http_400_is_not_retried(serve: Serve) -> None:
-    receiver, queue, _ = await serve(Reply(400, b"out of order sample"), Reply(204))
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_dropped == {"http_400": 3})
-    assert len(receiver.requests) == 1
-    assert queue.stats.samples_dropped == {"http_400": 3}
-    assert queue.stats.retries == 0
-
-
-async def test_http_429_dropped_by_default(serve: Serve) -> None:
-    receiver, queue, _ = await serve(Reply(429), Reply(204))
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_dropped == {"http_429": 3})
-    assert len(receiver.requests) == 1
-    assert queue.stats.samples_dropped == {"http_429": 3}
-
-
-async def test_http_429_retried_when_configured(serve: Serve) -> None:
-    receiver, queue, _ = await serve(Reply(429), Reply(204), retry_on_http_429=True)
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_sent == 3)
-    assert len(receiver.requests) == 2
-    assert queue.stats.retries == 1
-
-
-async def test_http_retry_after_is_honoured(serve: Serve) -> None:
-    _, queue, clock = await serve(Reply(503, headers={"Retry-After": "3"}), Reply(204))
-    await queue.put([series("a", 0, 3)])
-    await eventually(lambda: queue.stats.samples_sent == 3)
-    assert 3.0 in clock.sleeps  # instead of the 0.5s backoff
-    assert 0.5 not in clock.sleeps
+    for reason in ("queue_full", "too_old", "invalid", "error", "shutdown"):
+        assert value("samples_dropped_total", reason=reason) == 0
+    assert value("samples_dropped_total", reason="http_400") is None  # appears with its first count
+    assert value("retries_total", reason="timeout") == value("retries_total", reason="network") == 0
+    assert value("queue_capacity") == 50

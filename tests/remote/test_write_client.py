@@ -33,6 +33,9 @@ class Reply:
     status: int = 204
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # Seconds before answering, in real time: the client's timeout is real. A client that gives
+    # up first closes the connection, and the test server cancels the handler.
+    delay: float = 0.0
 
 
 @dataclass
@@ -48,6 +51,8 @@ class FakeReceiver:
         if self.hang is not None:
             await self.hang.wait()
         reply = self.replies.pop(0) if self.replies else Reply()
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
         return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
 
 

@@ -115,8 +115,13 @@ class HttpClientConfig:
 class QueueConfig:
     """Remote-write queue; defaults follow Prometheus's queue_config where it has one."""
 
-    # Samples held before producers are made to wait (back-pressure). Prometheus: 2500 per shard.
-    capacity: PositiveInt = 10_000
+    # Samples held (queued plus the batch in flight); past it the oldest queued forecasts are
+    # dropped, never the producers stopped: while Prometheus is down, forecasts go on and the
+    # newest are kept. Prometheus holds 2500 per shard, but its WAL is its buffer; ours is memory.
+    # A queued forecast row costs about 17 bytes (its value and a reference to its label set), so
+    # the default costs at most ~16 MiB and holds an hour of 1,000 series forecast every 5m with
+    # 19 rows each (BENCHMARKS.md, outage).
+    capacity: PositiveInt = 1_000_000
     # Prometheus 2.42 sends 500, 3.x 2000; 2000 keeps request overhead low for forecast batches.
     max_samples_per_send: PositiveInt = 2000
     # A partial batch goes out after this long, so forecasts never sit in memory.
@@ -127,6 +132,12 @@ class QueueConfig:
     retry_on_http_429: bool = False
     # On shutdown, how long to keep trying to send what is queued; 0 drops it at once.
     flush_deadline: Seconds = 60.0
+    # Samples older than this when a send is attempted are dropped, counted as too_old, instead
+    # of being retried for as long as Prometheus is down (Prometheus's key since 2.50; 0 keeps
+    # them). 1h is what Prometheus 2.42's head accepts: it answers 400 "out of bounds" to a
+    # request holding a sample older than its newest minus 1h, and that fails the whole request,
+    # fresh samples included.
+    sample_age_limit: Seconds = 3600.0
 
     def problems(self) -> Problems:
         if self.min_backoff > self.max_backoff:
@@ -136,6 +147,10 @@ class QueueConfig:
             # A batch could never fill, so every send would wait for batch_send_deadline.
             got = f"{self.capacity} < {self.max_samples_per_send}"
             yield "capacity", f"must be >= max_samples_per_send (got {got})"
+        if 0 < self.sample_age_limit <= self.batch_send_deadline:
+            # A partial batch waits batch_send_deadline: it would be too old before it left.
+            got = f"{show_seconds(self.sample_age_limit)} <= {show_seconds(self.batch_send_deadline)}"
+            yield "sample_age_limit", f"must be 0 (off) or longer than batch_send_deadline (got {got})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

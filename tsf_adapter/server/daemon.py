@@ -287,7 +287,10 @@ class Daemon:
     @asynccontextmanager
     async def _write_queue(self, session: aiohttp.ClientSession) -> AsyncIterator[WriteQueue]:
         cfg = self.config.prometheus.remote_write
-        queue = WriteQueue(RemoteWriteClient(cfg, session), cfg.queue, message=cfg.protobuf_message)
+        # The clock that stamps the forecasts, which the queue's sample_age_limit is measured against.
+        queue = WriteQueue(
+            RemoteWriteClient(cfg, session), cfg.queue, message=cfg.protobuf_message, clock=self.clock
+        )
         self.registry.register(QueueCollector(queue.stats, "prometheus", cfg.url))
         self.queue = queue
         queue.start()

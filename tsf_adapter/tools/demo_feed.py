@@ -226,7 +226,10 @@ class LiveFeed:
     ) -> None:
         self.cluster = cluster
         self.clock = clock
-        cfg = RemoteWriteConfig(url=write_url, queue=QueueConfig(flush_deadline=2.0))
+        # The samples are stamped in simulated time, hours behind the queue's wall clock, and the
+        # receiver is the daemon, which keeps them at any age: no age limit.
+        queue = QueueConfig(flush_deadline=2.0, sample_age_limit=0.0)
+        cfg = RemoteWriteConfig(url=write_url, queue=queue)
         self.queue = WriteQueue(RemoteWriteClient(cfg, session), cfg.queue)
         self.sent_until_ms = cluster.t0_ms
 
