@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,3 +65,48 @@ def test_applied_scales_never_cross_quantiles(raw: list[float], factors: list[fl
     out = apply_scales(pred, torch.tensor([factors], dtype=torch.float64), anchor=1)
     assert (out.diff(dim=-2) >= 0).all()
     assert out[0, 1, 0] == pred[0, 1, 0]
+
+
+def test_a_global_network_is_calibrated_on_a_bounded_draw_of_its_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows are origins x series for one network: at 10,000 series reading all of them ran a
+    retrain out of memory. The calibration reads a fixed draw of at most MAX_CALIBRATION_WINDOWS."""
+    from tsf_adapter.forecast.neural import loop
+    from tsf_adapter.forecast.neural.features import WindowBatch
+    from tsf_adapter.forecast.neural.state import TrainConfig
+
+    monkeypatch.setattr(loop, "MAX_CALIBRATION_WINDOWS", 100)
+    seen: list[torch.Tensor] = []
+
+    class ManyWindows:
+        def n_items(self, n_origins: int) -> int:
+            return n_origins * 10_000  # 10,000 series
+
+        def batch(
+            self, net: object, origins: torch.Tensor, pick: torch.Tensor
+        ) -> tuple[torch.Tensor, WindowBatch]:
+            seen.append(pick)
+            n = pick.shape[0]
+            y = torch.randn(1, n, 4)
+            ones = torch.ones(1, n, 4)
+            pred = torch.stack([y - 1, y, y + 1], dim=2)  # [M, B, Q, H]
+            level = torch.zeros(1, n, dtype=torch.float64)
+            return pred, WindowBatch(torch.zeros(1, n, 2, 1), y, ones, level, level + 1)
+
+    class Net:
+        anchor = 1
+
+        def eval(self) -> None:
+            pass
+
+    cfg = TrainConfig(quantiles=QS)
+    origins = torch.arange(64)
+    scales = loop.calibration_scales(Net(), ManyWindows(), origins, cfg)  # type: ignore[arg-type]
+    read = torch.cat(seen)
+    assert read.shape[0] == 100 and len(set(read.tolist())) == 100
+    assert int(read.max()) < 64 * 10_000
+    assert scales.shape == (1, 3)
+    seen.clear()
+    loop.calibration_scales(Net(), ManyWindows(), origins, cfg)  # type: ignore[arg-type]
+    assert torch.equal(torch.cat(seen), read)  # the same draw every time

@@ -34,6 +34,10 @@ from tsf_adapter.forecast.options import Monotonic
 
 # Validation origins the calibration looks at, at most: enough for a 10% tail, bounded memory.
 MAX_CALIBRATION_ORIGINS = 64
+# Validation windows per model the calibration reads, at most. A global network's windows are
+# origins x series: at 10,000 series and a 24h horizon of 5m steps, all 64 origins' forecasts
+# would take tens of GiB; 8,192 windows of 288 targets are plenty for a 2% tail, in ~0.3 GiB.
+MAX_CALIBRATION_WINDOWS = 8192
 
 
 @dataclass(slots=True)
@@ -251,16 +255,23 @@ def calibration_scales(
     net: ForecastNet, data: PerSeriesBatches | GlobalBatches, origins: torch.Tensor, cfg: TrainConfig
 ) -> torch.Tensor:
     """Quantile scales [M, Q] from the best weights' forecasts at (at most
-    ``MAX_CALIBRATION_ORIGINS``, evenly spread) validation origins."""
+    ``MAX_CALIBRATION_ORIGINS``, evenly spread) validation origins, on at most
+    ``MAX_CALIBRATION_WINDOWS`` windows per model (a fixed draw, so a retrain is reproducible)."""
     if origins.shape[0] > MAX_CALIBRATION_ORIGINS:
         pick = torch.linspace(0, origins.shape[0] - 1, MAX_CALIBRATION_ORIGINS, device=origins.device)
         origins = origins[pick.round().long()]
     preds, ys, masks = [], [], []
     net.eval()
     n_items = data.n_items(origins.shape[0])
+    items = torch.arange(n_items, device=origins.device)
+    if n_items > MAX_CALIBRATION_WINDOWS:
+        gen = torch.Generator().manual_seed(cfg.seed + 2)
+        items = (
+            torch.randperm(n_items, generator=gen)[:MAX_CALIBRATION_WINDOWS].sort().values.to(origins.device)
+        )
     with torch.no_grad():
-        for i in range(0, n_items, cfg.batch_size):
-            idx = torch.arange(i, min(i + cfg.batch_size, n_items), device=origins.device)
+        for i in range(0, items.shape[0], cfg.batch_size):
+            idx = items[i : i + cfg.batch_size]
             pred, b = data.batch(net, origins, idx)  # [M, B, Q, H]
             preds.append(pred)
             ys.append(b.y)
