@@ -1,5 +1,5 @@
-"""SIGKILL at any moment: the next start with the same ``state_dir`` loads the last good model,
-backfills by remote-read, forecasts with it, and exits 0 on SIGTERM.
+"""SIGKILL at any moment: the next start with the same ``state_dir`` loads the last good model and
+forecast memory, backfills by remote-read, forecasts with it, and exits 0 on SIGTERM.
 
 Models are saved atomically, so a kill during a training or its save leaves the last model that
 was saved whole; what else it leaves (a temporary file) is removed at the next start. Where a kill
@@ -71,6 +71,8 @@ def _restarts_with_the_model(daemon: Daemon, fake: FakePrometheus, state: Path) 
     assert "unusable" not in log and "Traceback" not in log, log
     (path,) = LOADED.findall(log)
     assert path == str(state / "busy.pt")
+    # What the target learned of its own forecasts, kept beside the model after its training.
+    assert f"target busy: loaded forecast memory of {SERIES} series from {state / 'busy.memory.npz'}" in log
     assert not list(state.glob(".busy.pt.*"))  # what a killed save left is gone
     (samples,) = re.findall(rf"backfill: target busy: {SERIES} series, (\d+) samples", log)
     assert int(samples) > SERIES * 3000  # the history, read again (the last hour's, less the test's age)

@@ -52,9 +52,10 @@ and it is never worse than the saved one: series whose training did not start
 keep their previous weights. A runner aborted by a reload saves nothing.
 
 Memory: the forecast errors and the crossing calibration (what the target learned from its own
-past forecasts) are written to ``state_dir/<target>.memory.npz`` every ten minutes and at a
-clean stop, and read back when the runner is created (:mod:`tsf_adapter.pipeline.memory`), so a
-restart does not reset ``m:forecast_error`` or the calibration to nothing.
+past forecasts) are written to ``state_dir/<target>.memory.npz`` every ten minutes, after every
+saved training and at a clean stop, and read back when the runner is created
+(:mod:`tsf_adapter.pipeline.memory`), so a restart does not reset ``m:forecast_error`` or the
+calibration to nothing.
 """
 
 from __future__ import annotations
@@ -393,6 +394,10 @@ class TargetRunner:
             metrics.training_epochs.labels(self.name).set(max(r.epochs for r in reports))
         for report in reports:
             metrics.training_stopped.labels(self.name, report.stopped).inc()
+        if saved:
+            # A checkpoint of what the target learned of its forecasts beside its model: a kill
+            # then loses at most what came after the last training (or the last ten minutes).
+            await self._call(self.deps.workers.forecast, self.save_memory)
         summary = fit_summary(self.forecaster)
         self.status.last_training = Outcome(now, elapsed, detail=summary)
         self.status.trained_at = now
