@@ -37,11 +37,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from bench.daemon_log import events
 from bench.fuzz_receiver import rss_kib
 from tests.prometheus import PrometheusProcess, free_port
 from tsf_adapter.config import read_yaml
@@ -144,18 +144,6 @@ def daemon_config(port: int, prom: str, state: Path) -> str:
     config["prometheus"]["remote_write"]["url"] = f"{prom}/api/v1/write"
     config["state_dir"] = str(state)
     return json.dumps(config)  # JSON is YAML, and writes every key as a string
-
-
-def events(log: str) -> list[tuple[float, str]]:
-    out = []
-    for line in log.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        ts = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
-        out.append((ts, str(rec.get("msg", ""))))
-    return out
 
 
 def metric(url: str, name: str) -> float | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import math
 import multiprocessing as mp
 import re
@@ -33,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
+from bench.daemon_log import events
 from bench.fuzz_receiver import rss_kib
 from tests.live_daemon import FakePrometheus
 from tests.prometheus import free_port
@@ -153,17 +152,8 @@ async def _send(url: str, n_series: int, n_target: int, rate: float, until: floa
 
 
 def _events(log: str, pattern: str) -> list[tuple[float, re.Match[str]]]:
-    out = []
-    for line in log.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        m = re.search(pattern, rec.get("msg", ""))
-        if m:
-            ts = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
-            out.append((ts, m))
-    return out
+    """The log records whose message matches ``pattern``, with their match."""
+    return [(ts, m) for ts, msg in events(log) if (m := re.search(pattern, msg))]
 
 
 def main() -> int:

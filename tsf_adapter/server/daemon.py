@@ -26,9 +26,9 @@ and not applied.
 
 A reload is all or nothing. First everything that can fail on its own account is done aside: the
 files are read and checked, the new runners built with their saved state, their history read.
-A failure there changes nothing. Then it is applied: the web config, the store's targets (on
-failure the store is put back on the running config's), and only then are runners stopped,
-started and the config replaced, steps that do not fail.
+A failure there changes nothing. Then it is applied: the store's targets, then the web config (on
+a failure of either the store is put back on the running config's), and only then are runners
+stopped, started and the config replaced, steps that do not fail.
 """
 
 from __future__ import annotations
@@ -443,8 +443,8 @@ class Daemon:
             logger.error("reload failed, keeping the running config: %s: %s", type(exc).__name__, exc)
             return f"{type(exc).__name__}: {exc}"
         try:
-            self.guard.update(web_config)
             await self._install(applied, history)
+            self.guard.update(web_config)
         except Exception as exc:
             logger.error("reload failed, keeping the running config: %s: %s", type(exc).__name__, exc)
             await self._restore_store(old)
