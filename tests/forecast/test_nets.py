@@ -130,7 +130,27 @@ def test_cells_compute_what_torch_computes(cell: Any, reference: Any) -> None:
         ours.b_hh.copy_(ref.bias_hh_l0[None])
     x = _inputs(1, 4, steps=9)
     want, _ = ref(x[0])
-    torch.testing.assert_close(ours(x)[0], want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours(x)[0], want, rtol=1e-5, atol=1e-6)  # a stack of one: torch's kernel
+    torch.testing.assert_close(ours.stepwise(x)[0], want, rtol=1e-5, atol=1e-6)  # what a stack runs
+
+
+@pytest.mark.parametrize("cell", [StackedLSTMLayer, StackedGRULayer])
+def test_a_stack_of_one_trains_as_the_stepwise_loop_does(cell: Any) -> None:
+    """The fused kernel and the loop agree in values and in every gradient, to float rounding."""
+    ours = cell(1, 5, 8)
+    reset_parameters(ours, [7])
+    x = _inputs(1, 16, steps=60).requires_grad_(True)
+    weight = torch.randn(1, 16, 60, 8, generator=torch.Generator().manual_seed(4))
+    params = [x, *ours.parameters()]
+    fused = ours(x)
+    stepwise = ours.stepwise(x)
+    torch.testing.assert_close(fused, stepwise, rtol=1e-5, atol=1e-6)
+    fused_grads = torch.autograd.grad((fused * weight).sum(), params)
+    stepwise_grads = torch.autograd.grad((stepwise * weight).sum(), params)
+    for got, want in zip(fused_grads, stepwise_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # a forecast: no graph, same values
+        torch.testing.assert_close(ours(x), stepwise, rtol=1e-5, atol=1e-6)
 
 
 def test_monotone_quantiles_keep_the_anchor_and_order() -> None:

@@ -10,7 +10,10 @@ done per model by the trainer, so batched training follows the same trajectory
 as training each model on its own. ``vmap`` over ``nn.LSTM`` has no batching
 rule, hence these plain-op cells.
 
-A *global* network is the same code with ``M == 1`` and all series as batch.
+A *global* network is the same code with ``M == 1`` and all series as batch. A stack of one
+runs its recurrence in torch's own LSTM and GRU kernels instead (cuDNN on a GPU, one C++ loop on
+a CPU), with the same weights and the same arithmetic: a step-by-step loop costs a few small
+kernels per time step, which is all a single model's step is (:func:`fused_recurrence`).
 
 Outputs are direct multi-horizon quantiles ``[M, B, Q, H]`` that cannot cross:
 the head predicts the quantile nearest the median plus softplus gaps that are
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -36,6 +40,14 @@ from tsf_adapter.forecast.options import NetKind
 
 # ("uniform", bound) | ("normal", std) | ("constant", value)
 InitSpec = tuple[Literal["uniform", "normal", "constant"], float]
+
+# cuDNN copies weights that are not one flat buffer into one at each call, and says so each time.
+# Ours are a model's row of a stack, a few KiB: the copy costs nothing worth a warning.
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+
+# Whether a stack of one runs torch's fused LSTM/GRU kernel; off only to measure what it saves
+# (``bench/train_daemon.py --stepwise``).
+FUSED_RECURRENCE = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +143,12 @@ class StackedLSTMLayer(Stacked):
         self.b_hh = self.add("b_hh", (4 * hidden,), ("uniform", bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 1 and FUSED_RECURRENCE:
+            return fused_recurrence("lstm", x, self.w_ih, self.w_hh, self.b_ih, self.b_hh)
+        return self.stepwise(x)
+
+    def stepwise(self, x: torch.Tensor) -> torch.Tensor:
+        """The recurrence one time step at a time, for every model of the stack at once."""
         m, b, steps, _ = x.shape  # x: [M, B, L, in]
         # unbind, not xp[:, :, t]: each indexing's backward would zero-fill all of xp (O(L^2)).
         xs = stacked_linear(x, self.w_ih, self.b_ih).unbind(dim=2)  # L x [M, B, 4H]
@@ -159,6 +177,12 @@ class StackedGRULayer(Stacked):
         self.b_hh = self.add("b_hh", (3 * hidden,), ("uniform", bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 1 and FUSED_RECURRENCE:
+            return fused_recurrence("gru", x, self.w_ih, self.w_hh, self.b_ih, self.b_hh)
+        return self.stepwise(x)
+
+    def stepwise(self, x: torch.Tensor) -> torch.Tensor:
+        """The recurrence one time step at a time, for every model of the stack at once."""
         m, b, steps, _ = x.shape  # x: [M, B, L, in]
         xs = stacked_linear(x, self.w_ih, self.b_ih).unbind(dim=2)  # L x [M, B, 3H]
         h = x.new_zeros(m, b, self.hidden)  # [M, B, H]
@@ -173,6 +197,30 @@ class StackedGRULayer(Stacked):
             h = (1.0 - z) * n + z * h  # [M, B, H]
             outs.append(h)
         return torch.stack(outs, dim=2)  # [M, B, L, H]
+
+
+def fused_recurrence(
+    kind: Literal["lstm", "gru"],
+    x: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_ih: torch.Tensor,
+    b_hh: torch.Tensor,
+) -> torch.Tensor:
+    """A stack of one model's LSTM or GRU layer in torch's own kernel: x [1, B, L, in] -> [1, B, L, H].
+
+    Our weights are torch's transposed (``[in, 4H]`` against ``[4H, in]``) in the same gate order
+    with the same two biases, so this is the same function as the step-by-step loop, to float
+    rounding (tests compare both, values and gradients).
+    """
+    params = [w_ih[0].t(), w_hh[0].t(), b_ih[0], b_hh[0]]
+    h0 = x.new_zeros(1, x.shape[1], w_hh.shape[1])  # [layers, B, H]
+    # Positional: has_biases, num_layers, dropout, train, bidirectional, batch_first.
+    if kind == "lstm":
+        out, _, _ = torch.lstm(x[0], (h0, h0), params, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    else:
+        out, _ = torch.gru(x[0], h0, params, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    return out[None]  # [1, B, L, H]
 
 
 class StackedEncoderLayer(Stacked):
