@@ -69,7 +69,8 @@ def measure(model: str, args: argparse.Namespace, device: torch.device) -> dict[
     for i in range(n_loop):
         fit(labels[i : i + 1], values[i : i + 1], 0.0, STEP_S, cfg)
     _sync(device)
-    loop_s = (time.perf_counter() - t0) / max(n_loop, 1) * args.series
+    # The loop is timed on a few series and scaled to all of them; --loop-series 0 skips it.
+    loop_s = (time.perf_counter() - t0) / n_loop * args.series if n_loop else None
     return {
         "model": model,
         "series": args.series,
@@ -81,8 +82,8 @@ def measure(model: str, args: argparse.Namespace, device: torch.device) -> dict[
         "peak_mem_gib": round(peak / 2**30, 2),
         "predict_s": round(predict_s, 3),
         "finite_forecasts": float((pred == pred).all(axis=(1, 2)).mean()),
-        "loop_extrapolated_s": round(loop_s, 1),
-        "batched_vs_loop": round(loop_s / fit_s, 1),
+        "loop_extrapolated_s": None if loop_s is None else round(loop_s, 1),
+        "batched_vs_loop": None if loop_s is None else round(loop_s / fit_s, 1),
         "goal_met": args.series >= GOAL_SERIES and fit_s < GOAL_SECONDS,
     }
 
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="also write the results here (default: $OUT/gpu_train.json if set)")
     args = parser.parse_args(argv)
     if args.tiny:
-        args.series, args.epochs, args.loop_series, args.device = 20, 1, 3, "cpu"
+        args.series, args.epochs, args.device = 20, 1, "cpu"
+        args.loop_series = min(args.loop_series, 3)
     device = select_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
@@ -117,7 +119,13 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__} on {name}; {args.series} series, history {args.steps}, ", end="")
     print(f"{args.epochs} epochs, chunks of {args.chunk_size}")
-    results = [measure(model, args, device) for model in args.models]
+    out = args.json or (os.path.join(os.environ["OUT"], "gpu_train.json") if os.environ.get("OUT") else None)
+    results: list[dict[str, Any]] = []
+    for model in args.models:
+        results.append(measure(model, args, device))
+        if out:  # after each model, so a run cut short by its time limit still leaves what it measured
+            with open(out, "w") as f:
+                json.dump({"device": name, "args": vars(args), "results": results}, f, indent=2)
     cols = ["model", "series", "fit_s", "series_epochs_per_s", "peak_mem_gib", "predict_s", "batched_vs_loop"]
     print(" ".join(f"{c:>20}" for c in cols))
     for r in results:
@@ -129,10 +137,6 @@ def main(argv: list[str] | None = None) -> None:
             )
         else:
             print(f"  goal: judged at {GOAL_SERIES} series only; warm-up {r['warmup_s']} s")
-    out = args.json or (os.path.join(os.environ["OUT"], "gpu_train.json") if os.environ.get("OUT") else None)
-    if out:
-        with open(out, "w") as f:
-            json.dump({"device": name, "args": vars(args), "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":
