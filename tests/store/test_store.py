@@ -208,6 +208,36 @@ def test_raw_grid_matches_a_reference_model(batches: list[list[tuple[int, int, f
             assert actual == expected or (math.isnan(actual) and math.isnan(expected))
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.integers(0, 4), st.integers(0, 40 * STEP), st.sampled_from([1.0, nan])), max_size=15
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(1, 12),
+)
+def test_one_series_history_is_its_row_of_the_whole_grid(
+    batches: list[list[tuple[int, int, float]]], steps: int
+) -> None:
+    store = raw_store(history_s=8 * 60.0)
+    series = [lbl("disk", i=str(i)) for i in range(5)]
+    for batch in batches:
+        if batch:
+            push(store, [(series[i], T0 + t, v) for i, t, v in batch])
+    whole = store.batch("disk", steps=steps, drop_empty=False)
+    for labels in series:
+        one = store.history("disk", labels, steps=steps)
+        if whole is None or labels not in whole.labels:
+            assert one is None
+            continue
+        assert one is not None and one.labels == (labels,)
+        assert (one.start_ms, one.step_ms) == (whole.start_ms, whole.step_ms)
+        np.testing.assert_array_equal(one.values[0], whole.values[whole.labels.index(labels)])
+
+
 # --- aggregation -------------------------------------------------------------------------------
 
 
@@ -311,6 +341,10 @@ def test_aggregation_from_one_unordered_backfill_batch_equals_streaming() -> Non
     assert a.labels == b.labels == ((("cluster", "a"),), (("cluster", "b"),))
     np.testing.assert_array_equal(a.values, b.values)
     assert np.isnan(a.values).sum() == 1  # cluster b has no sample at or before T0 yet
+    one = streamed.history("used", (("cluster", "b"),), steps=1_000)  # a group's history: its row
+    assert one is not None and one.start_ms == a.start_ms
+    np.testing.assert_array_equal(one.values[0], a.values[1])
+    assert streamed.history("used", (("cluster", "c"),), steps=10) is None
 
 
 def test_aggregation_drops_samples_that_arrive_after_their_step_is_final() -> None:

@@ -113,6 +113,9 @@ class Api:
         self.daemon = daemon
         self.ingest = ingest
         self._document = json.dumps(document(), separators=(",", ":"))
+        # Per target, its latest view and that view's series by id: built once per forecast, so
+        # opening one series of ten thousand hashes none of them again.
+        self._ids: dict[str, tuple[ForecastView, dict[str, int]]] = {}
 
     def guard(self, handler: Handler) -> Handler:
         """503 before ready; a ``BadRequest`` or our own input errors as JSON with their status."""
@@ -259,14 +262,23 @@ class Api:
             view = _view(runner)
             if view is None:
                 continue
-            for i, labels in enumerate(view.labels):
-                if js.series_id(view.target, labels) == wanted:
-                    history = await self._history(runner, labels)
-                    detail = js.series_detail(view, i, history)
-                    scores = candidate_scores(runner.forecaster, labels)
-                    detail["model_scores"] = {name: js.number(v) for name, v in scores.items()}
-                    return js.success(detail)
+            i = self._series_ids(view).get(wanted)
+            if i is not None:
+                labels = view.labels[i]
+                history = await self._history(runner, labels)
+                detail = js.series_detail(view, i, history)
+                scores = candidate_scores(runner.forecaster, labels)
+                detail["model_scores"] = {name: js.number(v) for name, v in scores.items()}
+                return js.success(detail)
         raise BadRequest(404, f"no series with id {wanted!r} in the latest forecasts")
+
+    def _series_ids(self, view: ForecastView) -> dict[str, int]:
+        cached = self._ids.get(view.target)
+        if cached is not None and cached[0] is view:
+            return cached[1]
+        ids = {js.series_id(view.target, labels): i for i, labels in enumerate(view.labels)}
+        self._ids[view.target] = (view, ids)
+        return ids
 
     async def _history(
         self, runner: TargetRunner, labels: Labels
@@ -274,10 +286,8 @@ class Api:
         steps = HISTORY_PER_HORIZON * runner.horizon_steps
 
         def read() -> tuple[int, int, npt.NDArray[np.float64]] | None:
-            batch = self.daemon.store.batch(runner.name, steps=steps, drop_empty=False)
-            if batch is None or labels not in batch.labels:
-                return None
-            return batch.start_ms, batch.step_ms, batch.values[batch.labels.index(labels)].copy()
+            batch = self.daemon.store.history(runner.name, labels, steps=steps)
+            return None if batch is None else (batch.start_ms, batch.step_ms, batch.values[0])
 
         return await asyncio.get_running_loop().run_in_executor(self.ingest, read)
 

@@ -76,6 +76,12 @@ class Ring:
         idx = np.arange(first, last + 1, dtype=np.int64) % self.slots
         return self.planes[plane][idx, : self.rows].T.copy()
 
+    def read_row(self, plane: int, row: int, first: int, last: int) -> npt.NDArray[Any]:
+        """``[steps]`` copy of one row's steps ``first..last``: what ``read(...)[row]`` holds."""
+        idx = np.arange(first, last + 1, dtype=np.int64) % self.slots
+        column: npt.NDArray[Any] = self.planes[plane][idx, row]  # fancy indexing: a copy
+        return column
+
 
 def last_wins(keys: IntArray) -> IntArray:
     """Indices that keep, for each distinct key, its last occurrence (receive order), by key.

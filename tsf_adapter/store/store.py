@@ -72,6 +72,7 @@ class TargetStore:
         self.target = target
         self.step_ms = target.step_ms
         self.labels: list[Labels] = []
+        self._rows: dict[Labels, int] = {}  # raw series only: each one's row
         self._first_step: int | None = None
         self.stats = TargetStats()
         # The decoder made the step a whole number of ms and the history at least two steps.
@@ -92,7 +93,8 @@ class TargetStore:
         self.stats.series += 1
         if self._agg is None:
             self.labels.append(labels)
-            return self._grid.add_row()
+            self._rows[labels] = row = self._grid.add_row()
+            return row
         group = tuple((n, v) for n, v in labels if n in self._agg.by)
         return self._agg.add_member(group, self.labels)
 
@@ -143,6 +145,27 @@ class TargetStore:
                 values = values[keep]
                 labels = tuple(labels[i] for i in np.flatnonzero(keep).tolist())
         return GridBatch(self.target.name, labels, values, first * self.step_ms, self.step_ms)
+
+    def history(self, labels: Labels, *, steps: int) -> GridBatch | None:
+        """One row of ``batch(steps=steps, drop_empty=False)``, read alone; None for an unknown row.
+
+        A person opening one series of ten thousand should not cost a copy of all of them.
+        """
+        head = self._head()
+        if head is None or self._first_step is None:
+            return None
+        if self._agg is not None:  # groups are few: read them all and keep the one
+            batch = self.batch(steps=steps, drop_empty=False)
+            if batch is None or labels not in batch.labels:
+                return None
+            i = batch.labels.index(labels)
+            return GridBatch(batch.target, (labels,), batch.values[i : i + 1], batch.start_ms, batch.step_ms)
+        row = self._rows.get(labels)
+        if row is None:
+            return None
+        first = max(self._first_step, head - min(steps, self._grid.slots) + 1)
+        values = self._grid.read_row(0, row, first, head).astype(np.float64)[None, :]
+        return GridBatch(self.target.name, (labels,), values, first * self.step_ms, self.step_ms)
 
     def _head(self) -> int | None:
         return self._grid.head if self._agg is None else self._agg.members.head
@@ -287,6 +310,10 @@ class Store:
     def batch(self, target: str, *, steps: int | None = None, drop_empty: bool = True) -> GridBatch | None:
         """One target's ``GridBatch`` (see ``TargetStore.batch``); KeyError for an unknown target."""
         return self.targets[target].batch(steps=steps, drop_empty=drop_empty)
+
+    def history(self, target: str, labels: Labels, *, steps: int) -> GridBatch | None:
+        """One series' recent grid (see ``TargetStore.history``); KeyError for an unknown target."""
+        return self.targets[target].history(labels, steps=steps)
 
     def batches(self) -> dict[str, GridBatch]:
         """Every target that has samples, by name."""
