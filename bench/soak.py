@@ -156,14 +156,14 @@ def _events(log: str, pattern: str) -> list[tuple[float, re.Match[str]]]:
     return [(ts, m) for ts, msg in events(log) if (m := re.search(pattern, msg))]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50_000.0, help="samples per second sent")
     parser.add_argument("--minutes", type=float, default=10.0, help="measured time, after the warm-up")
     parser.add_argument("--warmup", type=float, default=1.0, help="minutes before measuring")
     parser.add_argument("--series", type=int, default=50_000, help="series sent, each once a second")
     parser.add_argument("--target-series", type=int, default=2_000, help="of which the target forecasts")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
