@@ -277,6 +277,8 @@ class Api:
         if cached is not None and cached[0] is view:
             return cached[1]
         ids = {js.series_id(view.target, labels): i for i, labels in enumerate(view.labels)}
+        # Built at most once per forecast: the moment to let go of targets a reload removed.
+        self._ids = {name: kept for name, kept in self._ids.items() if name in self.scheduler.runners}
         self._ids[view.target] = (view, ids)
         return ids
 
