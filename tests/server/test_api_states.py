@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from aiohttp import web
 
@@ -16,9 +17,11 @@ from tests.pipeline.test_scheduler import T0, Env, FakeClock, FakeModel, env, po
 from tsf_adapter.config import Config
 from tsf_adapter.core.clock import Clock
 from tsf_adapter.core.lifecycle import Readiness
+from tsf_adapter.pipeline.output.view import ForecastView
 from tsf_adapter.pipeline.scheduler import Scheduler
 from tsf_adapter.remote.read_client import RemoteReadClient
-from tsf_adapter.server.api import add_api_routes
+from tsf_adapter.server import api_json
+from tsf_adapter.server.api import Api, add_api_routes
 from tsf_adapter.store.store import Store
 
 __all__ = ["env", "pools"]  # fixtures, used by name
@@ -88,3 +91,28 @@ async def test_retrain_while_a_training_runs_is_409_and_the_status_shows_it(
     (target,) = (await (await client.get("/api/v1/targets")).json())["data"]
     assert target["training"]["running"] is False
     assert target["training"]["last"]["error"] is None and target["model"]["trained_at"] == T0
+
+
+def test_the_id_index_is_built_once_per_forecast_and_forgets_removed_targets(env: Env) -> None:
+    def view(target: str, users: list[str]) -> ForecastView:
+        n = len(users)
+        labels = tuple(((("__name__", "used"), ("user", u))) for u in users)
+        return ForecastView(
+            target=target, made_ms=0, origin_ms=0, step_ms=60_000, quantiles=(0.5,), horizons=("1h",),
+            labels=labels, paths=np.zeros((n, 1, 1)), last=np.zeros(n), models=(("lstm", "global"),) * n,
+        )  # fmt: skip
+
+    scheduler = Scheduler(env.deps)
+    state = State(scheduler, env.store, Readiness(ready=True))
+    api = Api(state, env.deps.workers.ingest)
+    scheduler.runners = {"a": runner(env), "b": runner(env)}  # only the names matter here
+    first, other = view("a", ["x", "y"]), view("b", ["z"])
+    ids = api._series_ids(first)
+    assert ids == {api_json.series_id("a", labels): i for i, labels in enumerate(first.labels)}
+    assert api._series_ids(first) is ids  # the same forecast: not hashed again
+    api._series_ids(other)
+    newer = view("a", ["y"])
+    assert api._series_ids(newer) is not ids  # a new forecast: a new index
+    del scheduler.runners["b"]  # a reload removed target b
+    api._series_ids(view("a", ["x"]))
+    assert set(api._ids) == {"a"}
