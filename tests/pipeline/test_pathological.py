@@ -23,6 +23,7 @@ import pytest
 from tests.pipeline.test_scheduler import T0, Env, env, pools, target
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import SeriesSamples, make_labels
+from tsf_adapter.pipeline import adhoc
 from tsf_adapter.pipeline.output import ForecastOutput, ForecastOutputBuilder
 from tsf_adapter.pipeline.runner import TargetRunner
 
@@ -188,6 +189,27 @@ async def test_a_model_forecast_that_is_not_finite_is_replaced_by_predict_linear
     assert env.registry.get_sample_value("tsf_adapter_forecast_nonfinite_series_total", fallback) == 1.0
     bad = {t: v for t, v in zip(out.texts, out.values.tolist(), strict=True) if 'instance="bad"' in t}
     assert bad['m:forecast{horizon="2s",instance="bad",quantile="0.9"}'] == pytest.approx(11.0)
+
+
+async def test_an_ad_hoc_forecast_falls_back_the_same_but_counts_nothing(env: Env) -> None:
+    for k in range(10):
+        env.put("good", T0 - 9 + k, float(k))
+        env.put("bad", T0 - 9 + k, float(k))
+    r = TargetRunner(target(), env.deps, forecaster=_Overflowing())
+    assert await r.train_once()
+    batch = env.store.batch("t")
+    assert batch is not None
+    result = adhoc.forecast(r, batch, 2)
+    served = {
+        dict(labels)["instance"]: model
+        for labels, (model, _) in zip(batch.labels, result.models, strict=True)
+    }
+    assert served == {"good": "lstm", "bad": "predict_linear"}
+    fallback = {"target": "t", "outcome": "fallback"}
+    assert env.registry.get_sample_value("tsf_adapter_forecast_nonfinite_series_total", fallback) in (
+        None,
+        0.0,
+    )
 
 
 def test_the_builder_leaves_out_series_without_a_finite_forecast_and_counts_them() -> None:

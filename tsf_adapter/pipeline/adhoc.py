@@ -86,9 +86,10 @@ def grid(runner: TargetRunner, series: Sequence[SeriesSamples], history_s: float
 def forecast(runner: TargetRunner, batch: GridBatch, steps: int) -> AdHocForecast:
     """Forecast thread: the runner's forecast of ``batch`` for ``steps`` steps.
 
-    Reads the runner's model and nothing else of its state: no error tracking, no output.
+    Reads the runner's model and nothing else of its state: no error tracking, no output, no
+    metric (a series that falls back to ``predict_linear`` here is not the target's to count).
     A model that reads the threshold's headroom gets it from a fixed threshold value; with a
     limit series it sees the headroom as unknown, as for a series whose limit is missing.
     """
-    prediction, models, _ = runner.predict(runner.model_batch(batch, None))
+    prediction, models, _ = runner.predict(runner.model_batch(batch, None), count=False)
     return AdHocForecast(batch, prediction[:, :, :steps], models)

@@ -586,7 +586,7 @@ class TargetRunner:
         channel = headroom(batch.values, lim, ratio=threshold.ratio, direction=threshold.direction)
         return HeadroomBatch.of(batch, channel)
 
-    def predict(self, batch: GridBatch) -> tuple[FloatArray, list[ModelInfo], int]:
+    def predict(self, batch: GridBatch, *, count: bool = True) -> tuple[FloatArray, list[ModelInfo], int]:
         """``[series, quantiles, longest horizon]``, each series' (model, scope), and how many used the model.
 
         The model serves the series it forecasts with finite values at every step: a baseline
@@ -595,7 +595,7 @@ class TargetRunner:
         forecast was there but not finite (an overflow, an infinite sample) is counted in
         ``tsf_adapter_forecast_nonfinite_series_total{outcome="fallback"}``. What even
         ``predict_linear`` cannot forecast (a single sample) stays NaN, and the builder leaves
-        it out.
+        it out. ``count=False`` (an ad hoc forecast, which is not the target's) counts nothing.
         """
         scope = serving_scope(self.forecaster, self.target.model)
         n = batch.n_series
@@ -607,7 +607,7 @@ class TargetRunner:
         redo = np.flatnonzero(~own)
         if redo.size and self.forecaster.name != FALLBACK_MODEL:
             broken = int((~np.isnan(out[redo]).all(axis=(1, 2))).sum())
-            if broken:
+            if broken and count:
                 self.deps.metrics.forecast_nonfinite.labels(self.name, NONFINITE_FALLBACK).inc(broken)
             out[redo] = self._spread(self.fallback.predict(batch.rows(redo), self.horizon_steps))
         names = serving_models(self.forecaster, batch.labels) if self.trains else [self.target.model.kind] * n
