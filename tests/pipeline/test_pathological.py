@@ -176,12 +176,18 @@ class _Overflowing:
         return out
 
 
-async def test_a_model_forecast_that_is_not_finite_is_replaced_by_predict_linear(env: Env) -> None:
+async def _overflowing_runner(env: Env) -> TargetRunner:
+    """A runner trained on a good and a bad series, whose model overflows on the bad one."""
     for k in range(10):
         env.put("good", T0 - 9 + k, float(k))
         env.put("bad", T0 - 9 + k, float(k))
     r = TargetRunner(target(), env.deps, forecaster=_Overflowing())
     assert await r.train_once()
+    return r
+
+
+async def test_a_model_forecast_that_is_not_finite_is_replaced_by_predict_linear(env: Env) -> None:
+    r = await _overflowing_runner(env)
     out = await r.forecast_once()
     assert _served(out) == {"good": "lstm", "bad": "predict_linear"}
     assert out is not None and env.value("tsf_adapter_target_model_series") == 1.0
@@ -192,11 +198,7 @@ async def test_a_model_forecast_that_is_not_finite_is_replaced_by_predict_linear
 
 
 async def test_an_ad_hoc_forecast_falls_back_the_same_but_counts_nothing(env: Env) -> None:
-    for k in range(10):
-        env.put("good", T0 - 9 + k, float(k))
-        env.put("bad", T0 - 9 + k, float(k))
-    r = TargetRunner(target(), env.deps, forecaster=_Overflowing())
-    assert await r.train_once()
+    r = await _overflowing_runner(env)
     batch = env.store.batch("t")
     assert batch is not None
     result = adhoc.forecast(r, batch, 2)
