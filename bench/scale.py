@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.daemon_log import events
+from bench.daemon_log import events, start_daemon
 from bench.fuzz_receiver import rss_kib
 from tests.prometheus import PrometheusProcess, free_port
 from tsf_adapter.config import read_yaml
@@ -204,13 +204,7 @@ def run(
     config.write_text(daemon_config(port, prom.url, tmp / "state"))
     log_path = tmp / "daemon.log"
     started = time.time()
-    with log_path.open("wb") as out:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "tsf_adapter", "--log.format", "json", "run", "--config", str(config)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    daemon = start_daemon(config, log_path)
     rss: list[tuple[float, int]] = []
     queue: list[float] = []
     stop = threading.Event()

@@ -39,14 +39,13 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from bench.daemon_log import events
+from bench.daemon_log import events, start_daemon
 from bench.fuzz_receiver import rss_kib
 from tests.live_daemon import FakePrometheus
 from tests.prometheus import free_port
 from tsf_adapter.core.series import SampleBlock, SeriesSamples, make_labels
 from tsf_adapter.remote.codec import decode_write_request, decompress, encode_write_request
 
-ROOT = Path(__file__).resolve().parents[1]
 BATCH = 2000
 STEP_S = 10
 FORECAST_EVERY_S = 30
@@ -183,13 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         log_path = Path(tmp) / "daemon.log"
-        with log_path.open("wb") as log:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "tsf_adapter", "--log.format", "json", "run", "--config", str(config)],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        daemon = start_daemon(config, log_path)
         try:
             return _run(args, url, daemon, log_path, sink)
         finally:
