@@ -91,5 +91,5 @@ def forecast(runner: TargetRunner, batch: GridBatch, steps: int) -> AdHocForecas
     A model that reads the threshold's headroom gets it from a fixed threshold value; with a
     limit series it sees the headroom as unknown, as for a series whose limit is missing.
     """
-    prediction, models, _ = runner.predict(runner.model_batch(batch, None), count=False)
-    return AdHocForecast(batch, prediction[:, :, :steps], models)
+    prediction = runner.predict(runner.model_batch(batch, None))
+    return AdHocForecast(batch, prediction.values[:, :, :steps], prediction.models)

@@ -71,7 +71,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -133,6 +133,15 @@ FALLBACK_MODEL: Final = "predict_linear"
 
 Send = Callable[[Sequence[WriteItem]], Awaitable[None]]
 """Where remote-write output goes: ``WriteQueue.put``."""
+
+
+class Prediction(NamedTuple):
+    """A target's forecast of a batch, before it is built into rows."""
+
+    values: FloatArray  # [series, quantiles, longest horizon]
+    models: list[ModelInfo]  # each series' (model, scope)
+    by_model: int  # series the model served
+    broken: int  # series whose model forecast was there but not finite: predict_linear served
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,7 +561,9 @@ class TargetRunner:
         crossings = self.crossings
         if crossings is not None:
             crossings.observe(batch)
-        prediction, models, by_model = self.predict(self.model_batch(batch, limits))
+        prediction, models, by_model, broken = self.predict(self.model_batch(batch, limits))
+        if broken:
+            self.deps.metrics.forecast_nonfinite.labels(self.name, NONFINITE_FALLBACK).inc(broken)
         medians = prediction[:, self._median, self._horizon_cols]  # [series, horizons]
         self.tracker.record(batch.labels, batch.end_ms, medians)
         errors = self.tracker.errors(batch.labels)
@@ -586,16 +597,17 @@ class TargetRunner:
         channel = headroom(batch.values, lim, ratio=threshold.ratio, direction=threshold.direction)
         return HeadroomBatch.of(batch, channel)
 
-    def predict(self, batch: GridBatch, *, count: bool = True) -> tuple[FloatArray, list[ModelInfo], int]:
-        """``[series, quantiles, longest horizon]``, each series' (model, scope), and how many used the model.
+    def predict(self, batch: GridBatch) -> Prediction:
+        """The target's model over ``batch``, with ``predict_linear`` where the model has nothing finite.
 
         The model serves the series it forecasts with finite values at every step: a baseline
         every series it can, a learning model (once it has one) the series it has a model for
         (rows that are not all NaN). Every other series gets ``predict_linear``; one whose model
-        forecast was there but not finite (an overflow, an infinite sample) is counted in
+        forecast was there but not finite (an overflow, an infinite sample) is ``broken``, which
+        the target's own forecast counts in
         ``tsf_adapter_forecast_nonfinite_series_total{outcome="fallback"}``. What even
         ``predict_linear`` cannot forecast (a single sample) stays NaN, and the builder leaves
-        it out. ``count=False`` (an ad hoc forecast, which is not the target's) counts nothing.
+        it out.
         """
         scope = serving_scope(self.forecaster, self.target.model)
         n = batch.n_series
@@ -605,17 +617,16 @@ class TargetRunner:
             out = np.full((n, len(self.target.quantiles), self.horizon_steps), np.nan)
         own = np.asarray(np.isfinite(out).all(axis=(1, 2)), dtype=bool)
         redo = np.flatnonzero(~own)
+        broken = 0
         if redo.size and self.forecaster.name != FALLBACK_MODEL:
             broken = int((~np.isnan(out[redo]).all(axis=(1, 2))).sum())
-            if broken and count:
-                self.deps.metrics.forecast_nonfinite.labels(self.name, NONFINITE_FALLBACK).inc(broken)
             out[redo] = self._spread(self.fallback.predict(batch.rows(redo), self.horizon_steps))
         names = serving_models(self.forecaster, batch.labels) if self.trains else [self.target.model.kind] * n
         models: list[ModelInfo] = [
             (name, scope) if o else (FALLBACK_MODEL, scope)
             for name, o in zip(names, own.tolist(), strict=True)
         ]
-        return out, models, int(own.sum())
+        return Prediction(out, models, int(own.sum()), broken)
 
     def _spread(self, prediction: FloatArray) -> FloatArray:
         """A point forecast ``[series, 1, h]`` repeated at every quantile; quantile forecasts as they are."""
