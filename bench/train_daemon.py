@@ -25,11 +25,13 @@ import argparse
 import json
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tsf_adapter.config import TargetConfig, decode_section, load_config, read_yaml
+from tsf_adapter.config import TargetConfig, config_from_dict, decode_section, read_yaml
+from tsf_adapter.core.errors import ConfigError
 from tsf_adapter.core.grid import GridBatch
 from tsf_adapter.core.series import make_labels
 from tsf_adapter.forecast.neural import nets
@@ -123,9 +125,14 @@ def main(argv: list[str] | None = None) -> None:
         "model": {"kind": args.kind, "scope": args.scope},
     }
     if args.config:
-        # The target's section as written, decoded on its own below, so overrides are checked too.
-        load_config(args.config)
-        shipped = {str(t["name"]): t for t in read_yaml(args.config)["targets"]}  # type: ignore[index]
+        # The whole file checked as the daemon checks it, then the target's section as written,
+        # decoded on its own below with the overrides, so they are checked too.
+        try:
+            data = read_yaml(args.config)
+            config_from_dict(data, args.config, base_dir=Path(args.config).absolute().parent)
+        except ConfigError as err:
+            parser.error(str(err))
+        shipped = {str(t["name"]): t for t in data["targets"]}  # type: ignore[index]
         if args.target not in shipped:
             parser.error(f"--target must name one of {sorted(shipped)} in {args.config}")
         section = dict(shipped[args.target])
@@ -135,7 +142,10 @@ def main(argv: list[str] | None = None) -> None:
         section["history"] = args.history
     if args.horizons:
         section["horizons"] = args.horizons
-    target = decode_section(TargetConfig, section)
+    try:
+        target = decode_section(TargetConfig, section, source=args.config or "<command line>")
+    except ConfigError as err:
+        parser.error(str(err))
     nets.FUSED_RECURRENCE = not args.stepwise
     budget = args.budget if args.budget is not None else TRAIN_BUDGET_FRACTION * target.retrain_every
     threads = set_torch_threads()
